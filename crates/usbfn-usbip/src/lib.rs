@@ -1,1 +1,10 @@
-//! placeholder
+//! USB/IP for usbfn: the wire protocol and a host-side client.
+//!
+//! - [`proto`]: the sans-IO codec (op messages, URB messages, stream decoders, limits). No
+//!   tokio, no sockets: the server and the client share it.
+//! - [`client`]: a tokio client that lists and imports exported devices and submits URBs,
+//!   for integration tests, the CLI (`usbfn list`, `usbfn probe`) and benchmarks.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod proto;

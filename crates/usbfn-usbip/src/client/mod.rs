@@ -1,0 +1,1 @@
+//! Host-side USB/IP client (tokio): being written.
