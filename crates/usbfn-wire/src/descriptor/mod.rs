@@ -6,7 +6,9 @@
 //!   holds a header, that `bDescriptorType` matches, and that `bLength` is at least `LENGTH`
 //!   and within the buffer. A `bLength` larger than `LENGTH` is accepted (later spec revisions
 //!   and class extensions append fields) and the extra bytes are ignored; bytes after
-//!   `bLength` are not looked at.
+//!   `bLength` are not looked at. A buffer cut short of `bLength` (say, the 8-byte first read
+//!   of a device descriptor) is [`WireError::BadLength`]; one without even the 2-byte header
+//!   is [`WireError::Truncated`].
 //! - `to_array()` / `to_bytes()`: the `LENGTH` wire bytes;
 //! - `write(&mut DescriptorWriter)`: appends them, failing only when the writer's limit is hit.
 //!
