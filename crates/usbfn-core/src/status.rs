@@ -1,0 +1,148 @@
+//! The one table that maps completion statuses between USB/IP, GenericUSBFn (NTSTATUS) and,
+//! later, usbredir and FunctionFS.
+//!
+//! Every transport converts through [`CompletionStatus`]; no other module spells an errno or an
+//! NTSTATUS value for a transfer outcome.
+
+use usbfn_abi::NtStatus;
+
+/// How a host URB or a service transfer ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CompletionStatus {
+    /// Completed normally (possibly short, when short packets are allowed).
+    Success,
+    /// The endpoint is halted, or a control request was refused (protocol STALL).
+    Stall,
+    /// A packet was larger than the room left in the receiving buffer (babble / overflow).
+    Babble,
+    /// The transfer ended with a short packet and the host asked for `SHORT_NOT_OK`.
+    ShortPacket,
+    /// Cancelled: unlinked by the host, cancelled by the service, or by a bus reset, a
+    /// configuration change or an alternate-setting change.
+    Cancelled,
+    /// The device is gone: detached, or the bus was deactivated.
+    Shutdown,
+    /// The transfer kind is not supported on this endpoint (e.g. isochronous URBs).
+    NotSupported,
+    /// The request itself was malformed (wrong direction, impossible length).
+    Invalid,
+}
+
+/// One row per status: Linux errno as USB/IP carries it (negated on the wire), NTSTATUS as
+/// GenericUSBFn returns it.
+const TABLE: &[(CompletionStatus, i32, NtStatus)] = &[
+    (CompletionStatus::Success, 0, NtStatus::STATUS_SUCCESS),
+    (
+        CompletionStatus::Stall,
+        -32,
+        NtStatus::STATUS_DEVICE_DATA_ERROR,
+    ), // -EPIPE
+    (CompletionStatus::Babble, -75, NtStatus::STATUS_DATA_OVERRUN), // -EOVERFLOW
+    (
+        CompletionStatus::ShortPacket,
+        -121,
+        NtStatus::STATUS_SUCCESS,
+    ), // -EREMOTEIO
+    (
+        CompletionStatus::Cancelled,
+        -104,
+        NtStatus::STATUS_CANCELLED,
+    ), // -ECONNRESET
+    (
+        CompletionStatus::Shutdown,
+        -108,
+        NtStatus::STATUS_DEVICE_NOT_CONNECTED,
+    ), // -ESHUTDOWN
+    (
+        CompletionStatus::NotSupported,
+        -18,
+        NtStatus::STATUS_NOT_SUPPORTED,
+    ), // -EXDEV
+    (
+        CompletionStatus::Invalid,
+        -22,
+        NtStatus::STATUS_INVALID_PARAMETER,
+    ), // -EINVAL
+];
+
+impl CompletionStatus {
+    /// The negative errno a Linux host expects in `RET_SUBMIT.status` (0 for success).
+    pub fn to_errno(self) -> i32 {
+        TABLE
+            .iter()
+            .find(|(s, _, _)| *s == self)
+            .map_or(-71, |(_, errno, _)| *errno) // -EPROTO: unreachable, every variant has a row
+    }
+
+    /// The NTSTATUS a GenericUSBFn service sees for a transfer that ended this way.
+    pub fn to_ntstatus(self) -> NtStatus {
+        TABLE
+            .iter()
+            .find(|(s, _, _)| *s == self)
+            .map_or(NtStatus::STATUS_UNSUCCESSFUL, |(_, _, nt)| *nt)
+    }
+
+    /// The status for a negative errno received from a peer, if it is one usbfn knows.
+    /// `-ENODEV` and `-ESHUTDOWN` both mean the device is gone.
+    pub fn from_errno(errno: i32) -> Option<Self> {
+        if errno == -19 {
+            return Some(Self::Shutdown);
+        }
+        TABLE
+            .iter()
+            .find(|(_, e, _)| *e == errno)
+            .map(|(s, _, _)| *s)
+    }
+
+    /// True for [`CompletionStatus::Success`].
+    pub fn is_success(self) -> bool {
+        self == Self::Success
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_has_one_row_and_round_trips_through_errno() {
+        let all = [
+            CompletionStatus::Success,
+            CompletionStatus::Stall,
+            CompletionStatus::Babble,
+            CompletionStatus::ShortPacket,
+            CompletionStatus::Cancelled,
+            CompletionStatus::Shutdown,
+            CompletionStatus::NotSupported,
+            CompletionStatus::Invalid,
+        ];
+        for s in all {
+            assert_eq!(TABLE.iter().filter(|(t, _, _)| *t == s).count(), 1, "{s:?}");
+            assert_eq!(CompletionStatus::from_errno(s.to_errno()), Some(s));
+            assert!(s.to_errno() <= 0, "never a positive status");
+        }
+    }
+
+    #[test]
+    fn linux_errno_values() {
+        assert_eq!(CompletionStatus::Stall.to_errno(), -32);
+        assert_eq!(CompletionStatus::Babble.to_errno(), -75);
+        assert_eq!(CompletionStatus::ShortPacket.to_errno(), -121);
+        assert_eq!(CompletionStatus::Cancelled.to_errno(), -104);
+        assert_eq!(CompletionStatus::Shutdown.to_errno(), -108);
+        assert_eq!(
+            CompletionStatus::from_errno(-19),
+            Some(CompletionStatus::Shutdown)
+        );
+        assert_eq!(CompletionStatus::from_errno(-1), None);
+    }
+
+    #[test]
+    fn ntstatus_values() {
+        assert_eq!(
+            CompletionStatus::Cancelled.to_ntstatus(),
+            NtStatus::STATUS_CANCELLED
+        );
+        assert!(CompletionStatus::Success.to_ntstatus().is_success());
+    }
+}

@@ -1,0 +1,142 @@
+//! Identifiers and messages exchanged between the core, its bus and its services.
+
+use bytes::Bytes;
+
+use crate::status::CompletionStatus;
+
+/// A host URB, named by the bus (USB/IP uses its seqnum).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UrbId(pub u64);
+
+/// A service transfer, named by the service runtime.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransferId(pub u64);
+
+/// A GenericUSBFn pipe number: pipe 0 is the default control pipe (EP0), data pipes follow in
+/// configuration order.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[doc(alias = "USBFNPIPEID")]
+pub struct PipeId(pub u32);
+
+impl PipeId {
+    /// The default control pipe.
+    pub const CONTROL: PipeId = PipeId(0);
+}
+
+/// An opened GenericUSBFn interface: the index of an interface in the configuration.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FunctionId(pub usize);
+
+/// The speed a host connected at.
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum BusSpeed {
+    /// USB 1.1 full speed, 12 Mbit/s.
+    Full,
+    /// USB 2.0 high speed, 480 Mbit/s.
+    High,
+    /// USB 3.x SuperSpeed, 5 Gbit/s.
+    Super,
+}
+
+impl BusSpeed {
+    /// The GenericUSBFn `USBFN_BUS_SPEED` value.
+    pub fn to_abi(self) -> usbfn_abi::BusSpeed {
+        match self {
+            BusSpeed::Full => usbfn_abi::BusSpeed::FULL,
+            BusSpeed::High => usbfn_abi::BusSpeed::HIGH,
+            BusSpeed::Super => usbfn_abi::BusSpeed::SUPER,
+        }
+    }
+
+    /// Index into per-speed tables: full 0, high 1, super 2.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            BusSpeed::Full => 0,
+            BusSpeed::High => 1,
+            BusSpeed::Super => 2,
+        }
+    }
+
+    /// All speeds, slowest first.
+    pub const ALL: [BusSpeed; 3] = [BusSpeed::Full, BusSpeed::High, BusSpeed::Super];
+}
+
+impl std::fmt::Display for BusSpeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BusSpeed::Full => "full",
+            BusSpeed::High => "high",
+            BusSpeed::Super => "super",
+        })
+    }
+}
+
+/// What the host asked of an endpoint: one URB as a bus delivers it.
+#[derive(Clone, Debug)]
+pub struct Urb {
+    /// The bus's name for this URB, echoed in its completion.
+    pub id: UrbId,
+    /// Endpoint number, 0..=15.
+    pub endpoint: u8,
+    /// Transfer direction (for endpoint 0, the setup packet decides).
+    pub direction: usbfn_wire::Direction,
+    /// The setup packet of a control URB (endpoint 0 only).
+    pub setup: Option<usbfn_wire::SetupPacket>,
+    /// IN: the host buffer's size. OUT: ignored (the data's length is used).
+    pub buffer_len: usize,
+    /// OUT data.
+    pub data: Bytes,
+    /// `URB_SHORT_NOT_OK`: a short IN transfer is an error (-EREMOTEIO).
+    pub short_not_ok: bool,
+    /// `URB_ZERO_PACKET`: an OUT transfer whose length is a multiple of the packet size ends
+    /// with a zero-length packet.
+    pub zero_packet: bool,
+    /// Isochronous packet count (0 for other transfer types).
+    pub iso_packets: u32,
+}
+
+/// How a host URB ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UrbCompletion {
+    /// The URB.
+    pub id: UrbId,
+    /// Its outcome.
+    pub status: CompletionStatus,
+    /// Bytes moved: IN bytes delivered to the host, OUT bytes taken by the device.
+    pub actual_length: usize,
+    /// IN data (empty for OUT).
+    pub data: Bytes,
+}
+
+/// A service's request on a pipe.
+#[derive(Clone, Debug)]
+pub enum TransferRequest {
+    /// `TRANSFER_IN` or `TRANSFER_IN_APPEND_ZERO_PKT`: send `data` to the host.
+    In {
+        /// The data.
+        data: Bytes,
+        /// End a transfer whose length is a multiple of wMaxPacketSize with a zero-length packet.
+        append_zero_packet: bool,
+    },
+    /// `TRANSFER_OUT`: receive up to `capacity` bytes from the host.
+    Out {
+        /// The buffer size.
+        capacity: usize,
+    },
+}
+
+/// How a service transfer ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferCompletion {
+    /// The transfer.
+    pub id: TransferId,
+    /// Its outcome.
+    pub status: CompletionStatus,
+    /// Bytes moved (IN: sent to the host; OUT: received).
+    pub bytes_transferred: usize,
+    /// OUT data received (empty for IN).
+    pub data: Bytes,
+}
