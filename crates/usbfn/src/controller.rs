@@ -1,0 +1,309 @@
+//! The runtime around the sans-IO core: one [`Controller`] per device, shared by its bus and
+//! its services.
+//!
+//! The core sits behind a mutex that is held only for the duration of one core call and the
+//! dispatch that follows it; no lock is held across an `.await`. After every call the
+//! controller drains the core's outputs: URB completions and bus requests go to the bus
+//! port's channel, transfer completions to the waiting transfer futures, events wake the
+//! service that owns them, and a changed deadline wakes the timer task.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use usbfn_core::{
+    BusRequest, BusSpeed, Device, DeviceConfig, DeviceModel, FunctionId, TransferCompletion,
+    TransferId, UrbCompletion,
+};
+
+use crate::error::Error;
+use crate::interface::Interface;
+
+/// What the core sends a bus.
+#[derive(Clone, Debug)]
+pub enum BusOutput {
+    /// A URB completed.
+    Completion(UrbCompletion),
+    /// The device asks to be disconnected (a service deactivated or went away).
+    Disconnect,
+}
+
+/// A device and its runtime. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Controller {
+    pub(crate) shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) inner: Mutex<Inner>,
+    /// One per function: an event is waiting.
+    pub(crate) events: Vec<Notify>,
+    /// The core's deadline may have changed.
+    timer: Arc<Notify>,
+    ready: watch::Sender<bool>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) device: Device,
+    pub(crate) waiters: HashMap<TransferId, oneshot::Sender<TransferCompletion>>,
+    pub(crate) next_transfer: u64,
+    pub(crate) opened: Vec<bool>,
+    pub(crate) bus: Option<mpsc::UnboundedSender<BusOutput>>,
+    pub(crate) bus_generation: u64,
+    deadline: Option<Instant>,
+}
+
+impl Controller {
+    /// Build a device from a configuration. Must be called inside a tokio runtime (it spawns
+    /// the timer task that expires unanswered setup packets).
+    pub fn new(config: &DeviceConfig) -> Result<Self, Error> {
+        let model = DeviceModel::build(config)?;
+        Self::from_model(model)
+    }
+
+    /// Build a device from a validated model (inside a tokio runtime).
+    pub fn from_model(model: DeviceModel) -> Result<Self, Error> {
+        let functions = model.interfaces.len();
+        let device = Device::new(model, Instant::now())?;
+        let (ready, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                device,
+                waiters: HashMap::new(),
+                next_transfer: 1,
+                opened: vec![false; functions],
+                bus: None,
+                bus_generation: 0,
+                deadline: None,
+            }),
+            events: (0..functions).map(|_| Notify::new()).collect(),
+            timer: Arc::new(Notify::new()),
+            ready,
+        });
+        let weak = Arc::downgrade(&shared);
+        let timer = shared.timer.clone();
+        tokio::spawn(async move {
+            // Expires setup packets that services do not answer; ends with the controller
+            // (dropping `Shared` wakes it).
+            loop {
+                let notified = timer.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let Some(deadline) = weak.upgrade().map(|s| s.lock().deadline) else {
+                    return;
+                };
+                match deadline {
+                    Some(d) => {
+                        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(d));
+                        tokio::select! {
+                            _ = sleep => {
+                                let Some(shared) = weak.upgrade() else { return };
+                                let mut inner = shared.lock();
+                                inner.device.handle_timeout(Instant::now());
+                                shared.dispatch(&mut inner);
+                            }
+                            _ = &mut notified => {}
+                        }
+                    }
+                    None => notified.await,
+                }
+            }
+        });
+        Ok(Controller { shared })
+    }
+
+    /// Open an interface by its InterfaceGUID or its name, as a service does. One service
+    /// per interface: a second open fails until the first [`Interface`] is dropped.
+    pub fn open(&self, guid_or_name: &str) -> Result<Interface, Error> {
+        let mut inner = self.shared.lock();
+        let model = inner.device.model();
+        let f = model
+            .function_by_guid(guid_or_name)
+            .or_else(|| model.function_by_name(guid_or_name))
+            .ok_or_else(|| Error::NoSuchInterface(guid_or_name.to_owned()))?;
+        if std::mem::replace(&mut inner.opened[f.0], true) {
+            return Err(Error::InterfaceBusy(guid_or_name.to_owned()));
+        }
+        Ok(Interface::new(self.shared.clone(), f))
+    }
+
+    /// Open every interface in configuration order.
+    pub fn open_all(&self) -> Result<Vec<Interface>, Error> {
+        let names: Vec<String> =
+            self.with_model(|m| m.interfaces.iter().map(|i| i.name.clone()).collect());
+        names.iter().map(|n| self.open(n)).collect()
+    }
+
+    /// Read the model.
+    pub fn with_model<T>(&self, f: impl FnOnce(&DeviceModel) -> T) -> T {
+        f(self.shared.lock().device.model())
+    }
+
+    /// True when every service has activated the bus.
+    pub fn is_ready(&self) -> bool {
+        *self.shared.ready.borrow()
+    }
+
+    /// Watch readiness (every service active).
+    pub fn ready_watch(&self) -> watch::Receiver<bool> {
+        self.shared.ready.subscribe()
+    }
+
+    /// Connect a host at `speed`: attach + bus reset. Only one host at a time.
+    pub fn connect_bus(&self, speed: BusSpeed) -> Result<BusPort, Error> {
+        let mut inner = self.shared.lock();
+        if inner.bus.as_ref().is_some_and(|tx| !tx.is_closed()) {
+            return Err(Error::BusBusy);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        inner.bus = Some(tx);
+        inner.bus_generation += 1;
+        let generation = inner.bus_generation;
+        let now = Instant::now();
+        inner.device.bus_attach(now);
+        inner.device.bus_reset(speed, now);
+        let speed = inner.device.speed();
+        self.shared.dispatch(&mut inner);
+        Ok(BusPort {
+            shared: self.shared.clone(),
+            rx,
+            generation,
+            speed,
+        })
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.timer.notify_one();
+    }
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock would be a bug in usbfn; the state is still
+        // consistent enough to keep serving, so poisoning is ignored.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Drain every core output. Called with the lock held after each core call.
+    pub(crate) fn dispatch(&self, inner: &mut Inner) {
+        while let Some(c) = inner.device.poll_transfer_completion() {
+            if let Some(tx) = inner.waiters.remove(&c.id) {
+                // The future may have been dropped after a cancel raced the completion.
+                let _ = tx.send(c);
+            }
+        }
+        while let Some(c) = inner.device.poll_urb_completion() {
+            match &inner.bus {
+                Some(tx) => {
+                    if tx.send(BusOutput::Completion(c)).is_err() {
+                        tracing::debug!("URB completed after its bus went away");
+                    }
+                }
+                None => tracing::debug!(urb = c.id.0, "URB completed with no bus attached"),
+            }
+        }
+        while let Some(request) = inner.device.poll_bus_request() {
+            match request {
+                BusRequest::Ready => {}
+                BusRequest::Disconnect => {
+                    if let Some(tx) = &inner.bus {
+                        let _ = tx.send(BusOutput::Disconnect);
+                    }
+                }
+            }
+        }
+        let ready = inner.device.is_ready();
+        self.ready
+            .send_if_modified(|r| std::mem::replace(r, ready) != ready);
+        for (f, notify) in self.events.iter().enumerate() {
+            if inner.device.has_events(FunctionId(f)) {
+                notify.notify_one();
+            }
+        }
+        let deadline = inner.device.poll_timeout();
+        if deadline != inner.deadline {
+            inner.deadline = deadline;
+            self.timer.notify_one();
+        }
+    }
+}
+
+/// A host's connection to the device. Dropping it detaches the device.
+#[derive(Debug)]
+pub struct BusPort {
+    shared: Arc<Shared>,
+    rx: mpsc::UnboundedReceiver<BusOutput>,
+    generation: u64,
+    speed: BusSpeed,
+}
+
+impl BusPort {
+    /// The speed the device was reset at.
+    pub fn speed(&self) -> BusSpeed {
+        self.speed
+    }
+
+    /// Submit a URB; its completion arrives from [`BusPort::recv`].
+    pub fn submit(&self, urb: usbfn_core::Urb) {
+        let mut inner = self.shared.lock();
+        inner.device.submit_urb(urb, Instant::now());
+        self.shared.dispatch(&mut inner);
+    }
+
+    /// Unlink a URB. True: it was pending and will never complete.
+    pub fn unlink(&self, id: usbfn_core::UrbId) -> bool {
+        let mut inner = self.shared.lock();
+        let removed = inner.device.unlink_urb(id);
+        self.shared.dispatch(&mut inner);
+        removed
+    }
+
+    /// The next completion or request; `None` never happens while the port lives.
+    pub async fn recv(&mut self) -> Option<BusOutput> {
+        self.rx.recv().await
+    }
+
+    /// Take the receiving half, to read completions from another task while this port keeps
+    /// submitting. [`BusPort::recv`] then returns `None`.
+    pub fn take_receiver(&mut self) -> mpsc::UnboundedReceiver<BusOutput> {
+        let (_, empty) = mpsc::unbounded_channel();
+        std::mem::replace(&mut self.rx, empty)
+    }
+
+    /// A completion or request if one is ready now.
+    pub fn try_recv(&mut self) -> Option<BusOutput> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Suspend the bus.
+    pub fn suspend(&self) {
+        let mut inner = self.shared.lock();
+        inner.device.bus_suspend();
+        self.shared.dispatch(&mut inner);
+    }
+
+    /// Resume the bus.
+    pub fn resume(&self) {
+        let mut inner = self.shared.lock();
+        inner.device.bus_resume();
+        self.shared.dispatch(&mut inner);
+    }
+}
+
+impl Drop for BusPort {
+    fn drop(&mut self) {
+        let mut inner = self.shared.lock();
+        if inner.bus_generation == self.generation {
+            inner.device.bus_detach(Instant::now());
+            self.shared.dispatch(&mut inner);
+            inner.bus = None;
+        }
+    }
+}

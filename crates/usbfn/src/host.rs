@@ -1,0 +1,212 @@
+//! An in-process host: submits URBs straight into a [`Controller`], for tests, examples and
+//! benchmarks that need a host without sockets.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use usbfn_core::{BusSpeed, CompletionStatus, Urb, UrbCompletion, UrbId};
+use usbfn_wire::{DescriptorType, Direction, Recipient, RequestType, SetupPacket, StandardRequest};
+
+use crate::controller::{BusOutput, BusPort, Controller};
+use crate::error::Error;
+
+type Pending = Arc<Mutex<HashMap<UrbId, oneshot::Sender<UrbCompletion>>>>;
+
+/// A host connected to a device in the same process.
+#[derive(Debug)]
+pub struct Host {
+    port: BusPort,
+    pending: Pending,
+    next: AtomicU64,
+    dispatcher: tokio::task::JoinHandle<()>,
+}
+
+/// A URB in flight; resolves to its completion (whatever its status).
+#[derive(Debug)]
+#[must_use = "a URB future does nothing unless awaited"]
+pub struct UrbFuture {
+    id: UrbId,
+    rx: oneshot::Receiver<UrbCompletion>,
+}
+
+impl UrbFuture {
+    /// The URB's id (for [`Host::unlink`]).
+    pub fn id(&self) -> UrbId {
+        self.id
+    }
+}
+
+impl Future for UrbFuture {
+    type Output = Result<UrbCompletion, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.map_err(|_| Error::DeviceGone))
+    }
+}
+
+impl Host {
+    /// Connect to `controller` at `speed` (attach + reset).
+    pub fn connect(controller: &Controller, speed: BusSpeed) -> Result<Self, Error> {
+        let mut port = controller.connect_bus(speed)?;
+        let mut rx = port.take_receiver();
+        let pending: Pending = Arc::default();
+        let table = pending.clone();
+        let dispatcher = tokio::spawn(async move {
+            while let Some(out) = rx.recv().await {
+                match out {
+                    BusOutput::Completion(c) => {
+                        let tx = table
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&c.id);
+                        if let Some(tx) = tx {
+                            let _ = tx.send(c);
+                        }
+                    }
+                    BusOutput::Disconnect => {
+                        // Fail everything outstanding: dropping the senders wakes the futures.
+                        table.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    }
+                }
+            }
+        });
+        Ok(Host {
+            port,
+            pending,
+            next: AtomicU64::new(1),
+            dispatcher,
+        })
+    }
+
+    /// The speed the device was reset at.
+    pub fn speed(&self) -> BusSpeed {
+        self.port.speed()
+    }
+
+    /// Submit a URB (its `id` is replaced by a fresh one).
+    pub fn submit(&self, mut urb: Urb) -> UrbFuture {
+        let id = UrbId(self.next.fetch_add(1, Ordering::Relaxed));
+        urb.id = id;
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        self.port.submit(urb);
+        UrbFuture { id, rx }
+    }
+
+    /// Unlink a URB. True if it was still pending (its future then fails).
+    pub fn unlink(&self, id: UrbId) -> bool {
+        let removed = self.port.unlink(id);
+        if removed {
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        }
+        removed
+    }
+
+    /// A bulk or interrupt IN URB on endpoint `ep` with a `len`-byte buffer.
+    pub fn bulk_in(&self, ep: u8, len: usize) -> UrbFuture {
+        self.submit(data_urb(ep, Direction::In, len, Bytes::new()))
+    }
+
+    /// A bulk or interrupt OUT URB.
+    pub fn bulk_out(&self, ep: u8, data: Bytes) -> UrbFuture {
+        let len = data.len();
+        self.submit(data_urb(ep, Direction::Out, len, data))
+    }
+
+    /// A control transfer; fails unless it completes successfully.
+    pub async fn control(&self, setup: SetupPacket, data: Bytes) -> Result<Bytes, Error> {
+        let urb = Urb {
+            id: UrbId(0),
+            endpoint: 0,
+            direction: setup.direction(),
+            setup: Some(setup),
+            buffer_len: usize::from(setup.w_length),
+            data,
+            short_not_ok: false,
+            zero_packet: false,
+            iso_packets: 0,
+        };
+        let c = self.submit(urb).await?;
+        if c.status != CompletionStatus::Success {
+            return Err(Error::Transfer(c.status));
+        }
+        Ok(c.data)
+    }
+
+    /// GET_DESCRIPTOR from the device.
+    pub async fn get_descriptor(
+        &self,
+        kind: DescriptorType,
+        index: u8,
+        len: u16,
+    ) -> Result<Bytes, Error> {
+        let setup = SetupPacket::new(
+            Direction::In,
+            RequestType::Standard,
+            Recipient::Device,
+            StandardRequest::GET_DESCRIPTOR.0,
+            u16::from(kind.0) << 8 | u16::from(index),
+            0,
+            len,
+        );
+        self.control(setup, Bytes::new()).await
+    }
+
+    /// SET_CONFIGURATION.
+    pub async fn set_configuration(&self, value: u8) -> Result<(), Error> {
+        let setup = SetupPacket::new(
+            Direction::Out,
+            RequestType::Standard,
+            Recipient::Device,
+            StandardRequest::SET_CONFIGURATION.0,
+            u16::from(value),
+            0,
+            0,
+        );
+        self.control(setup, Bytes::new()).await.map(|_| ())
+    }
+
+    /// Suspend the bus.
+    pub fn suspend(&self) {
+        self.port.suspend();
+    }
+
+    /// Resume the bus.
+    pub fn resume(&self) {
+        self.port.resume();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.dispatcher.abort();
+    }
+}
+
+fn data_urb(ep: u8, direction: Direction, len: usize, data: Bytes) -> Urb {
+    Urb {
+        id: UrbId(0),
+        endpoint: ep,
+        direction,
+        setup: None,
+        buffer_len: len,
+        data,
+        short_not_ok: false,
+        zero_packet: false,
+        iso_packets: 0,
+    }
+}
