@@ -5,9 +5,9 @@ use std::future::Future;
 
 use bytes::Bytes;
 use usbfn_wire::{
-    BosDescriptor, ConfigurationDescriptor, DescriptorType, DeviceDescriptor, FeatureSelector,
-    InterfaceAssociationDescriptor, InterfaceDescriptor, Recipient, SetupPacket, WireError,
-    decode_langid_descriptor, decode_string_descriptor, descriptors,
+    BosDescriptor, BosTree, ConfigurationDescriptor, ConfigurationTree, DescriptorType,
+    DeviceDescriptor, FeatureSelector, Recipient, SetupPacket, WireError, decode_langid_descriptor,
+    decode_string_descriptor,
 };
 
 use super::{ClientError, ImportedDevice, Urb};
@@ -35,8 +35,8 @@ pub struct DeviceTree {
     pub langids: Vec<u16>,
     /// Every string the descriptors reference, by index, in the first LANGID.
     pub strings: BTreeMap<u8, String>,
-    /// The whole BOS descriptor set, read when `bcdUSB >= 0x0201`.
-    pub bos: Option<Bytes>,
+    /// The BOS descriptor set, read when `bcdUSB >= 0x0201`.
+    pub bos: Option<BosInfo>,
     /// The configuration value selected with SET_CONFIGURATION, if one was asked for.
     pub configured: Option<u8>,
 }
@@ -44,9 +44,18 @@ pub struct DeviceTree {
 /// One configuration as read by [`ImportedDevice::enumerate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigurationInfo {
-    /// The configuration descriptor.
-    pub descriptor: ConfigurationDescriptor,
-    /// The whole descriptor set (`wTotalLength` bytes).
+    /// The descriptor set, parsed (`tree.configuration` is the configuration descriptor).
+    pub tree: ConfigurationTree,
+    /// The whole descriptor set as received (`wTotalLength` bytes).
+    pub bytes: Bytes,
+}
+
+/// The BOS as read by [`ImportedDevice::enumerate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BosInfo {
+    /// The BOS, parsed.
+    pub tree: BosTree,
+    /// The whole BOS as received (`wTotalLength` bytes).
     pub bytes: Bytes,
 }
 
@@ -165,7 +174,9 @@ impl ImportedDevice {
             device.i_serial_number,
         ]);
         for c in &configurations {
-            indexes.extend(referenced_strings(c)?);
+            indexes.insert(c.tree.configuration.i_configuration);
+            indexes.extend(c.tree.interfaces.iter().map(|i| i.descriptor.i_interface));
+            indexes.extend(c.tree.associations.iter().map(|a| a.i_function));
         }
         indexes.remove(&0);
         let mut langids = Vec::new();
@@ -211,10 +222,11 @@ impl ImportedDevice {
             .get_descriptor(DescriptorType::CONFIGURATION, index, 0, total)
             .await?;
         total_length(&bytes, total)?;
-        Ok(ConfigurationInfo { descriptor, bytes })
+        let tree = ConfigurationTree::parse(&bytes).map_err(ClientError::Descriptor)?;
+        Ok(ConfigurationInfo { tree, bytes })
     }
 
-    async fn read_bos(&self) -> Result<Bytes, ClientError> {
+    async fn read_bos(&self) -> Result<BosInfo, ClientError> {
         let head = self
             .get_descriptor(DescriptorType::BOS, 0, 0, BOS_LEN)
             .await?;
@@ -223,7 +235,8 @@ impl ImportedDevice {
             .get_descriptor(DescriptorType::BOS, 0, 0, bos.w_total_length)
             .await?;
         total_length(&bytes, bos.w_total_length)?;
-        Ok(bytes)
+        let tree = BosTree::parse(&bytes).map_err(ClientError::Descriptor)?;
+        Ok(BosInfo { tree, bytes })
     }
 
     async fn control_in_raw(&self, setup: SetupPacket) -> Result<Bytes, ClientError> {
@@ -292,21 +305,4 @@ fn total_length(bytes: &[u8], declared: u16) -> Result<(), ClientError> {
         }));
     }
     Ok(())
-}
-
-/// String indexes a configuration set references (iConfiguration, iInterface, iFunction).
-fn referenced_strings(c: &ConfigurationInfo) -> Result<Vec<u8>, ClientError> {
-    let mut out = vec![c.descriptor.i_configuration];
-    for d in descriptors(&c.bytes) {
-        let d = d.map_err(ClientError::Descriptor)?;
-        if d.descriptor_type == DescriptorType::INTERFACE {
-            let i = InterfaceDescriptor::parse(d.bytes).map_err(ClientError::Descriptor)?;
-            out.push(i.i_interface);
-        } else if d.descriptor_type == DescriptorType::INTERFACE_ASSOCIATION {
-            let a =
-                InterfaceAssociationDescriptor::parse(d.bytes).map_err(ClientError::Descriptor)?;
-            out.push(a.i_function);
-        }
-    }
-    Ok(out)
 }

@@ -45,7 +45,7 @@ use crate::proto::{
     op::{OP_REP_DEVLIST, OP_REP_IMPORT},
 };
 
-pub use control::{ConfigurationInfo, DeviceTree};
+pub use control::{BosInfo, ConfigurationInfo, DeviceTree};
 pub use device::{ImportedDevice, PendingUrb, Urb, UrbCompletion};
 
 /// Why a client operation failed.

@@ -436,6 +436,48 @@ async fn outstanding_limit_is_enforced() {
     );
 }
 
+#[tokio::test]
+async fn iso_in_reply_is_unpacked_per_packet() {
+    let (addr, server) = serve_import(|mut conn| async move {
+        let c = conn.recv_submit().await;
+        assert_eq!(c.number_of_packets, 3);
+        assert_eq!(c.transfer_buffer_length, 24);
+        // Packets of 2, 0 and 3 bytes, packed without gaps.
+        let iso = c
+            .iso
+            .iter()
+            .zip([2u32, 0, 3])
+            .map(|(d, n)| crate::proto::IsoPacketDescriptor {
+                actual_length: n,
+                ..*d
+            })
+            .collect();
+        let ret = RetSubmit {
+            number_of_packets: 3,
+            iso,
+            ..reply_to(&c, 0, b"abxyz")
+        };
+        let mut b = BytesMut::new();
+        ret.encode(Direction::In, &mut b).unwrap();
+        conn.stream.write_all(&b).await.unwrap();
+        conn.recv().await
+    })
+    .await;
+    let dev = import(addr, "1-1").await.unwrap();
+    let done = dev.submit(Urb::iso_in(3, &[8, 8, 8], 1)).await.unwrap();
+    let packets: Vec<(u32, Bytes)> = done.iso_packets().map(|(d, b)| (d.offset, b)).collect();
+    assert_eq!(
+        packets,
+        vec![
+            (0, Bytes::from_static(b"ab")),
+            (8, Bytes::new()),
+            (16, Bytes::from_static(b"xyz"))
+        ]
+    );
+    drop(dev);
+    assert_eq!(server.await.unwrap(), Some(None));
+}
+
 /// Canned descriptors of a USB 2.1 device with one vendor interface and two bulk endpoints.
 struct Canned;
 
@@ -494,13 +536,17 @@ async fn enumerate_reads_what_a_host_reads() {
     assert_eq!(tree.device.id_vendor, 0x1209);
     assert_eq!(&tree.device_bytes[..], &Canned::DEVICE);
     assert_eq!(tree.configurations.len(), 1);
-    assert_eq!(tree.configurations[0].descriptor.w_total_length, 32);
-    assert_eq!(&tree.configurations[0].bytes[..], &Canned::CONFIG);
+    let config = &tree.configurations[0];
+    assert_eq!(config.tree.configuration.w_total_length, 32);
+    assert_eq!(&config.bytes[..], &Canned::CONFIG);
+    assert_eq!(config.tree.interfaces[0].endpoints.len(), 2);
     assert_eq!(tree.langids, vec![0x0409]);
     assert_eq!(tree.string(2), Some("Loopback"));
     assert_eq!(tree.string(4), Some("Vendor interface"));
     assert_eq!(tree.strings.len(), 4);
-    assert_eq!(tree.bos.as_deref(), Some(&Canned::BOS[..]));
+    let bos = tree.bos.as_ref().expect("bcdUSB 0x0210 has a BOS");
+    assert_eq!(&bos.bytes[..], &Canned::BOS);
+    assert_eq!(bos.tree.capabilities.len(), 1);
     assert_eq!(tree.configured, Some(1));
 
     // A stall comes back as an error naming the request.
