@@ -136,6 +136,13 @@ pub struct ClassInfo {
     pub guid: Option<String>,
 }
 
+impl ClassInfo {
+    /// The pipes at `speed`.
+    pub fn at(&self, speed: BusSpeed) -> &ClassInterfaceInfo {
+        &self.per_speed[speed.index()]
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct FunctionState {
     pub(crate) active: bool,

@@ -257,6 +257,14 @@ impl BusPort {
         self.shared.dispatch(&mut inner);
     }
 
+    /// Complete a URB without the device (e.g. one addressed to another device id): the
+    /// completion arrives from [`BusPort::recv`] in order with the device's own.
+    pub fn answer(&self, completion: UrbCompletion) {
+        if let Some(tx) = &self.shared.lock().bus {
+            let _ = tx.send(BusOutput::Completion(completion));
+        }
+    }
+
     /// Unlink a URB. True: it was pending and will never complete.
     pub fn unlink(&self, id: usbfn_core::UrbId) -> bool {
         let mut inner = self.shared.lock();

@@ -48,6 +48,7 @@
 pub mod blocking;
 mod controller;
 mod error;
+pub mod functions;
 pub mod host;
 mod interface;
 pub mod ioctl;

@@ -1,0 +1,3 @@
+//! Ready-made USB functions, written only against the public service API.
+
+pub mod gadget_zero;
