@@ -1,0 +1,433 @@
+//! One USB/IP connection: the op phase, then URB traffic for an imported device.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+use usbfn::{BusOutput, BusPort, CompletionStatus, Error as UsbfnError, UrbCompletion};
+use usbfn_core::{Urb, UrbId};
+use usbfn_wire::SetupPacket;
+
+use super::{Export, Server, SubmittedUrb};
+use crate::proto::{
+    CmdSubmit, CmdUnlink, Command, Direction, IsoPacketDescriptor, OpReply, OpRequest, OpStatus,
+    ProtoError, RetSubmit, RetUnlink, ServerCodec, TransferFlags, UsbDevice, errno,
+};
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectionError {
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol error: {0}")]
+    Proto(#[from] ProtoError),
+    #[error("limit exceeded: {0}")]
+    Limit(String),
+    #[error("peer closed the connection in the middle of a message ({0} bytes buffered)")]
+    Truncated(usize),
+}
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+/// Queued CMD_UNLINKs before the reader waits for the writer.
+const UNLINK_QUEUE: usize = 1024;
+/// Write when this many reply bytes are batched, even if more are ready.
+const WRITE_BATCH: usize = 256 * 1024;
+
+pub(crate) async fn run(
+    server: &Server,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // Op phase.
+    let request = loop {
+        if let Some(r) = OpRequest::decode(&mut buf)? {
+            break r;
+        }
+        tokio::select! {
+            n = read_more(&mut reader, &mut buf) => {
+                if n? == 0 {
+                    return if buf.is_empty() { Ok(()) } else { Err(ConnectionError::Truncated(buf.len())) };
+                }
+            }
+            _ = stop.changed() => return Ok(()),
+        }
+    };
+    let mut out = BytesMut::new();
+    match request {
+        OpRequest::Devlist => {
+            let devices = server
+                .exports
+                .iter()
+                .filter(|e| e.controller.is_ready())
+                .map(|e| e.exported())
+                .collect::<Result<Vec<_>, _>>()?;
+            tracing::info!(%peer, devices = devices.len(), "OP_REQ_DEVLIST");
+            OpReply::Devlist {
+                status: OpStatus::OK,
+                devices,
+            }
+            .encode(&mut out)?;
+            writer.write_all(&out).await?;
+            writer.shutdown().await?;
+            Ok(())
+        }
+        OpRequest::Import { busid } => {
+            let Some(export) = server.exports.iter().find(|e| e.busid == busid).cloned() else {
+                tracing::info!(%peer, %busid, "OP_REQ_IMPORT of an unknown busid");
+                return reply_import_error(&mut writer, OpStatus::NODEV).await;
+            };
+            if !export.controller.is_ready() {
+                tracing::info!(%peer, %busid, "OP_REQ_IMPORT refused: the device's services are not active");
+                return reply_import_error(&mut writer, OpStatus::NA).await;
+            }
+            let port = claim(&export);
+            let port = match port {
+                Ok(Some(port)) => port,
+                Ok(None) => {
+                    tracing::info!(%peer, %busid, "OP_REQ_IMPORT refused: already imported");
+                    return reply_import_error(&mut writer, OpStatus::DEV_BUSY).await;
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, %busid, error = %e, "import failed");
+                    return reply_import_error(&mut writer, OpStatus::DEV_ERR).await;
+                }
+            };
+            let _imported = ImportGuard(export.clone());
+            let device = export.usb_device()?;
+            OpReply::Import {
+                status: OpStatus::OK,
+                device: Some(device.clone()),
+            }
+            .encode(&mut out)?;
+            writer.write_all(&out).await?;
+            tracing::info!(%peer, %busid, speed = %export.speed, "device imported");
+            let result = urb_phase(server, device, port, reader, writer, buf, stop).await;
+            tracing::info!(%peer, %busid, "device released");
+            result
+        }
+    }
+}
+
+/// Connect the device's bus for an import: `Ok(None)` when a host already has it.
+fn claim(export: &Export) -> Result<Option<BusPort>, UsbfnError> {
+    let mut imported = export.imported.lock().unwrap_or_else(|p| p.into_inner());
+    if *imported {
+        return Ok(None);
+    }
+    match export.controller.connect_bus(export.speed) {
+        Ok(port) => {
+            *imported = true;
+            Ok(Some(port))
+        }
+        Err(UsbfnError::BusBusy) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+struct ImportGuard(Arc<Export>);
+
+impl Drop for ImportGuard {
+    fn drop(&mut self) {
+        *self.0.imported.lock().unwrap_or_else(|p| p.into_inner()) = false;
+    }
+}
+
+async fn reply_import_error(
+    writer: &mut OwnedWriteHalf,
+    status: OpStatus,
+) -> Result<(), ConnectionError> {
+    let mut out = BytesMut::new();
+    OpReply::Import {
+        status,
+        device: None,
+    }
+    .encode(&mut out)?;
+    writer.write_all(&out).await?;
+    writer.shutdown().await?;
+    Ok(())
+}
+
+async fn read_more(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    reader.read_buf(buf).await
+}
+
+/// URBs the connection has accepted and not yet answered, by seqnum.
+type Pending = Arc<Mutex<HashMap<u32, SubmittedUrb>>>;
+
+#[allow(clippy::too_many_arguments)] // the pieces of one connection, handed over once
+async fn urb_phase(
+    server: &Server,
+    device: UsbDevice,
+    mut port: BusPort,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    buf: BytesMut,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
+    let completions = port.take_receiver();
+    let port = Arc::new(port);
+    let pending: Pending = Arc::default();
+    let (unlink_tx, unlink_rx) = mpsc::channel(UNLINK_QUEUE);
+    let limits = server.options.limits;
+    let tap = server.options.tap.clone();
+    let read = read_loop(ReadCtx {
+        codec: ServerCodec::new(limits),
+        reader,
+        buf,
+        port: port.clone(),
+        pending: pending.clone(),
+        unlinks: unlink_tx,
+        device: device.clone(),
+        max_outstanding: limits.max_outstanding_urbs,
+        tap: tap.clone(),
+    });
+    let write = write_loop(WriteCtx {
+        writer,
+        completions,
+        unlinks: unlink_rx,
+        port: port.clone(),
+        pending,
+        device,
+        tap,
+    });
+    tokio::select! {
+        r = read => r,
+        r = write => r,
+        _ = stop.changed() => {
+            tracing::info!("server shutting down: detaching the host");
+            Ok(())
+        }
+    }
+}
+
+struct ReadCtx {
+    codec: ServerCodec,
+    reader: OwnedReadHalf,
+    buf: BytesMut,
+    port: Arc<BusPort>,
+    pending: Pending,
+    unlinks: mpsc::Sender<CmdUnlink>,
+    device: UsbDevice,
+    max_outstanding: usize,
+    tap: Option<Arc<dyn super::UrbTap>>,
+}
+
+async fn read_loop(mut cx: ReadCtx) -> Result<(), ConnectionError> {
+    loop {
+        while let Some(cmd) = cx.codec.decode(&mut cx.buf)? {
+            match cmd {
+                Command::Submit(cmd) => cx.submit(cmd)?,
+                Command::Unlink(cmd) => {
+                    if cx.unlinks.send(cmd).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if read_more(&mut cx.reader, &mut cx.buf).await? == 0 {
+            return if cx.buf.is_empty() {
+                Ok(())
+            } else {
+                Err(ConnectionError::Truncated(cx.buf.len()))
+            };
+        }
+    }
+}
+
+impl ReadCtx {
+    fn submit(&mut self, cmd: CmdSubmit) -> Result<(), ConnectionError> {
+        let record = SubmittedUrb {
+            seqnum: cmd.seqnum,
+            direction: cmd.direction,
+            ep: cmd.ep,
+            setup: cmd.setup,
+            transfer_buffer_length: cmd.transfer_buffer_length,
+            number_of_packets: cmd.number_of_packets,
+            transfer_flags: cmd.transfer_flags.0,
+        };
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if pending.len() >= self.max_outstanding {
+                return Err(ConnectionError::Limit(format!(
+                    "{} URBs outstanding on one connection (max_outstanding_urbs {})",
+                    pending.len() + 1,
+                    self.max_outstanding
+                )));
+            }
+            if pending.contains_key(&cmd.seqnum) {
+                return Err(ConnectionError::Limit(format!(
+                    "CMD_SUBMIT reuses seqnum {} of a pending URB",
+                    cmd.seqnum
+                )));
+            }
+            pending.insert(cmd.seqnum, record);
+        }
+        if let Some(tap) = &self.tap {
+            tap.submit(&self.device, &cmd);
+        }
+        if cmd.devid != self.device.devid() {
+            tracing::debug!(
+                devid = cmd.devid,
+                expected = self.device.devid(),
+                "CMD_SUBMIT for another devid: -ENODEV"
+            );
+            let c = UrbCompletion {
+                id: UrbId(u64::from(cmd.seqnum)),
+                status: CompletionStatus::Shutdown,
+                actual_length: 0,
+                data: Bytes::new(),
+            };
+            // Answered through the same path as device completions, to keep one writer.
+            self.port.answer(c);
+            return Ok(());
+        }
+        let direction = match cmd.direction {
+            Direction::In => usbfn_wire::Direction::In,
+            Direction::Out => usbfn_wire::Direction::Out,
+        };
+        let setup = (cmd.ep == 0).then(|| SetupPacket::from_bytes(cmd.setup));
+        let buffer_len = usize::try_from(cmd.transfer_buffer_length).unwrap_or(usize::MAX);
+        let flags = cmd.transfer_flags;
+        self.port.submit(Urb {
+            id: UrbId(u64::from(cmd.seqnum)),
+            endpoint: cmd.ep,
+            direction,
+            setup,
+            buffer_len,
+            data: cmd.data,
+            short_not_ok: flags.contains(TransferFlags::SHORT_NOT_OK),
+            zero_packet: flags.contains(TransferFlags::ZERO_PACKET),
+            iso_packets: u32::try_from(cmd.number_of_packets.max(0)).unwrap_or(0),
+        });
+        Ok(())
+    }
+}
+
+struct WriteCtx {
+    writer: OwnedWriteHalf,
+    completions: mpsc::UnboundedReceiver<BusOutput>,
+    unlinks: mpsc::Receiver<CmdUnlink>,
+    port: Arc<BusPort>,
+    pending: Pending,
+    device: UsbDevice,
+    tap: Option<Arc<dyn super::UrbTap>>,
+}
+
+async fn write_loop(mut cx: WriteCtx) -> Result<(), ConnectionError> {
+    let mut out = BytesMut::with_capacity(WRITE_BATCH);
+    loop {
+        tokio::select! {
+            biased;
+            c = cx.completions.recv() => match c {
+                Some(BusOutput::Completion(c)) => cx.ret_submit(c, &mut out)?,
+                Some(BusOutput::Disconnect) | None => {
+                    tracing::info!("the device's service went away: disconnecting the host");
+                    cx.writer.write_all(&out).await?;
+                    let _ = cx.writer.shutdown().await;
+                    return Ok(());
+                }
+            },
+            u = cx.unlinks.recv() => match u {
+                Some(u) => cx.unlink(u, &mut out)?,
+                None => return Ok(()),
+            },
+        }
+        // Batch whatever else is ready before writing.
+        while out.len() < WRITE_BATCH {
+            match cx.completions.try_recv() {
+                Ok(BusOutput::Completion(c)) => cx.ret_submit(c, &mut out)?,
+                _ => break,
+            }
+        }
+        if !out.is_empty() {
+            cx.writer.write_all(&out).await?;
+            out.clear();
+        }
+    }
+}
+
+impl WriteCtx {
+    fn ret_submit(&mut self, c: UrbCompletion, out: &mut BytesMut) -> Result<(), ConnectionError> {
+        let seqnum = u32::try_from(c.id.0).unwrap_or(u32::MAX);
+        let Some(urb) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&seqnum)
+        else {
+            // Never send an unknown seqnum: the Linux host would drop the device.
+            tracing::warn!(seqnum, "completion for a URB that is not pending: dropped");
+            return Ok(());
+        };
+        let status = c.status.to_errno();
+        let iso_count = urb.number_of_packets.max(0);
+        let iso: Vec<IsoPacketDescriptor> = (0..iso_count)
+            .map(|_| IsoPacketDescriptor {
+                offset: 0,
+                length: 0,
+                actual_length: 0,
+                status: -errno::EXDEV,
+            })
+            .collect();
+        let data = if urb.direction == Direction::In {
+            c.data
+        } else {
+            Bytes::new()
+        };
+        let ret = RetSubmit {
+            seqnum,
+            status,
+            actual_length: u32::try_from(c.actual_length).unwrap_or(u32::MAX),
+            start_frame: 0,
+            number_of_packets: urb.number_of_packets,
+            error_count: iso_count,
+            data,
+            iso,
+        };
+        if let Some(tap) = &self.tap {
+            tap.complete(&self.device, &urb, &ret);
+        }
+        ret.encode(urb.direction, out)?;
+        Ok(())
+    }
+
+    fn unlink(&mut self, u: CmdUnlink, out: &mut BytesMut) -> Result<(), ConnectionError> {
+        let was_pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&u.unlink_seqnum);
+        let cancelled = was_pending && self.port.unlink(UrbId(u64::from(u.unlink_seqnum)));
+        let status = if cancelled {
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&u.unlink_seqnum);
+            -errno::ECONNRESET
+        } else {
+            // Completed already: its RET_SUBMIT is queued (or sent); send it first.
+            while let Ok(BusOutput::Completion(c)) = self.completions.try_recv() {
+                self.ret_submit(c, out)?;
+            }
+            0
+        };
+        RetUnlink {
+            seqnum: u.seqnum,
+            status,
+        }
+        .encode(out)?;
+        Ok(())
+    }
+}

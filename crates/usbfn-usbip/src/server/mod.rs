@@ -1,0 +1,258 @@
+//! The USB/IP server: exports usbfn devices to hosts that `usbip attach` them.
+//!
+//! One [`Server`] holds many devices, with busids `1-1`, `1-2`, ... in the order they were
+//! added. A connection starts in the op phase (OP_REQ_DEVLIST answers and closes;
+//! OP_REQ_IMPORT attaches the device: attach + bus reset at the export speed) and then
+//! carries URBs until either side closes, which detaches the device.
+//!
+//! URBs are fully asynchronous: each CMD_SUBMIT goes to the device core and its RET_SUBMIT
+//! is written only when the transfer really completes, so an IN URB with no data waits (a
+//! NAK) while other endpoints flow. CMD_UNLINK answers -ECONNRESET when the URB was still
+//! pending (and no RET_SUBMIT ever follows), 0 when its RET_SUBMIT already went out.
+//!
+//! Limits are enforced per connection ([`Limits`]); a peer that breaks one is disconnected
+//! with a log line naming the limit, and the server and other connections go on.
+
+mod connection;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use usbfn::{BusSpeed, Controller};
+
+use crate::proto::{BusId, DevicePath, ExportedDevice, Limits, UsbDevice, UsbInterface, UsbSpeed};
+
+/// Something that wants to see every URB (the `--pcap` writer).
+pub trait UrbTap: Send + Sync + std::fmt::Debug {
+    /// A CMD_SUBMIT was accepted.
+    fn submit(&self, device: &UsbDevice, cmd: &crate::proto::CmdSubmit);
+    /// Its RET_SUBMIT is being sent.
+    fn complete(&self, device: &UsbDevice, cmd: &SubmittedUrb, ret: &crate::proto::RetSubmit);
+}
+
+/// What the server remembers of a submitted URB.
+#[derive(Clone, Debug)]
+pub struct SubmittedUrb {
+    /// Its seqnum.
+    pub seqnum: u32,
+    /// Its direction.
+    pub direction: crate::proto::Direction,
+    /// Endpoint number.
+    pub ep: u8,
+    /// Setup packet (control URBs).
+    pub setup: [u8; 8],
+    /// `transfer_buffer_length`.
+    pub transfer_buffer_length: u32,
+    /// `number_of_packets` as sent.
+    pub number_of_packets: i32,
+    /// `transfer_flags`.
+    pub transfer_flags: u32,
+}
+
+/// A device exported by the server.
+#[derive(Debug)]
+pub struct Export {
+    /// The busid hosts import.
+    pub busid: BusId,
+    /// The device.
+    pub controller: Controller,
+    /// The speed hosts see.
+    pub speed: BusSpeed,
+    pub(crate) busnum: u32,
+    pub(crate) devnum: u32,
+    pub(crate) imported: Mutex<bool>,
+}
+
+impl Export {
+    /// The 312-byte device block for DEVLIST and IMPORT replies.
+    pub fn usb_device(&self) -> Result<UsbDevice, crate::proto::ProtoError> {
+        let (device, value, interfaces) = self.controller.with_model(|m| {
+            let d = m.device_descriptor(self.speed);
+            let first = m.configurations.first();
+            (
+                d,
+                first.map_or(0, |c| c.value),
+                first.map_or(0, |c| c.interfaces.len()),
+            )
+        });
+        Ok(UsbDevice {
+            path: DevicePath::new(&format!(
+                "/sys/devices/usbfn/usb{}/{}",
+                self.busnum, self.busid
+            ))?,
+            busid: self.busid.clone(),
+            busnum: self.busnum,
+            devnum: self.devnum,
+            speed: usbip_speed(self.speed),
+            id_vendor: device.id_vendor,
+            id_product: device.id_product,
+            bcd_device: device.bcd_device,
+            b_device_class: device.b_device_class,
+            b_device_sub_class: device.b_device_sub_class,
+            b_device_protocol: device.b_device_protocol,
+            b_configuration_value: value,
+            b_num_configurations: device.b_num_configurations,
+            b_num_interfaces: u8::try_from(interfaces).unwrap_or(u8::MAX),
+        })
+    }
+
+    /// The DEVLIST entry: the device block and the first configuration's interfaces.
+    pub fn exported(&self) -> Result<ExportedDevice, crate::proto::ProtoError> {
+        let interfaces = self.controller.with_model(|m| {
+            m.configurations
+                .first()
+                .map(|c| {
+                    c.interfaces
+                        .iter()
+                        .filter_map(|f| m.interface(*f))
+                        .filter_map(|i| i.alternates.first())
+                        .map(|a| UsbInterface {
+                            b_interface_class: a.class.0,
+                            b_interface_sub_class: a.class.1,
+                            b_interface_protocol: a.class.2,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        Ok(ExportedDevice {
+            device: self.usb_device()?,
+            interfaces,
+        })
+    }
+
+    /// True while a host has it imported.
+    pub fn is_imported(&self) -> bool {
+        *self.imported.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The USB/IP speed code of a bus speed.
+pub fn usbip_speed(speed: BusSpeed) -> UsbSpeed {
+    match speed {
+        BusSpeed::Full => UsbSpeed(2),
+        BusSpeed::High => UsbSpeed(3),
+        BusSpeed::Super => UsbSpeed(5),
+    }
+}
+
+/// Server settings.
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// Per-connection limits.
+    pub limits: Limits,
+    /// Sees every URB (for `--pcap`).
+    pub tap: Option<Arc<dyn UrbTap>>,
+}
+
+/// A USB/IP server for a set of devices.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub(crate) exports: Arc<Vec<Arc<Export>>>,
+    pub(crate) options: ServerOptions,
+}
+
+/// Builds a [`Server`].
+#[derive(Debug, Default)]
+pub struct ServerBuilder {
+    exports: Vec<Arc<Export>>,
+    options: ServerOptions,
+}
+
+impl ServerBuilder {
+    /// Export `controller` at `speed`; returns its busid (`1-1`, `1-2`, ...).
+    pub fn export(
+        &mut self,
+        controller: Controller,
+        speed: BusSpeed,
+    ) -> Result<BusId, crate::proto::ProtoError> {
+        let port = self.exports.len() + 1;
+        let busid = BusId::new(&format!("1-{port}"))?;
+        self.exports.push(Arc::new(Export {
+            busid: busid.clone(),
+            controller,
+            speed,
+            busnum: 1,
+            devnum: u32::try_from(port + 1).unwrap_or(u32::MAX),
+            imported: Mutex::new(false),
+        }));
+        Ok(busid)
+    }
+
+    /// Set the options.
+    pub fn options(&mut self, options: ServerOptions) -> &mut Self {
+        self.options = options;
+        self
+    }
+
+    /// Finish.
+    pub fn build(self) -> Server {
+        Server {
+            exports: Arc::new(self.exports),
+            options: self.options,
+        }
+    }
+}
+
+impl Server {
+    /// Start building a server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The exported devices.
+    pub fn exports(&self) -> &[Arc<Export>] {
+        &self.exports
+    }
+
+    /// Accept connections until `shutdown` resolves; then every connection is closed (its
+    /// device detached) before this returns.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            // e.g. EMFILE: keep serving the connections we have.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let server = self.clone();
+                    let stop = stop_rx.clone();
+                    tasks.spawn(async move { server.handle(stream, peer, stop).await });
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                () = &mut shutdown => break,
+            }
+        }
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "TCP_NODELAY failed");
+        }
+        match connection::run(self, stream, peer, stop).await {
+            Ok(()) => tracing::debug!(%peer, "connection closed"),
+            Err(e) => tracing::warn!(%peer, error = %e, "connection closed"),
+        }
+    }
+}
