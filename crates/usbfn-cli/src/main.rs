@@ -1,1 +1,86 @@
-fn main() {}
+//! `usbfn`: serve USB devices over USB/IP, and inspect USB/IP servers.
+
+mod list;
+mod probe;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Serve user-mode USB devices (GenericUSBFn model) to hosts over USB/IP.
+#[derive(Debug, Parser)]
+#[command(name = "usbfn", version, about)]
+struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Export devices over USB/IP (default: Gadget Zero on 127.0.0.1:3240).
+    Serve(serve::Args),
+    /// List the devices a USB/IP server exports (like `usbip list -r`).
+    List(list::Args),
+    /// Import a device, enumerate it and print its descriptors (like `lsusb -v`).
+    Probe(probe::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let default = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("usbfn: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::List(args) => list::run(args).await,
+            Command::Probe(args) => probe::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("usbfn: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `HOST[:PORT]` with USB/IP's port 3240 as the default.
+pub(crate) fn server_addr(text: &str) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let with_port = if text.parse::<std::net::SocketAddr>().is_ok()
+        || text
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.contains(':') && p.parse::<u16>().is_ok())
+    {
+        text.to_owned()
+    } else if text.contains(':') && !text.starts_with('[') {
+        format!("[{text}]:3240")
+    } else {
+        format!("{text}:3240")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| anyhow::anyhow!("cannot resolve {text:?}: {e}"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{text:?} resolves to no address"))
+}
