@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use usbfn::functions::gadget_zero;
 use usbfn::{BusSpeed, Controller};
-use usbfn_usbip::server::{Server, ServerOptions};
+use usbfn_usbip::server::{PcapTap, Server, ServerOptions};
 
 /// Arguments of `usbfn serve`.
 #[derive(Debug, clap::Args)]
@@ -26,6 +26,9 @@ pub(crate) struct Args {
     /// Speed hosts see (default device).
     #[arg(long, value_enum, default_value = "high")]
     speed: SpeedArg,
+    /// Write every URB and completion to this file as a usbmon pcap (Wireshark opens it).
+    #[arg(long)]
+    pcap: Option<PathBuf>,
     /// Gadget Zero data pattern: 0 zeros, 1 `(i % wMaxPacketSize) % 63`.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     pattern: u8,
@@ -109,8 +112,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let busid = builder.export(controller, entry.speed.into())?;
         exported.push((busid, entry.function.clone(), BusSpeed::from(entry.speed)));
     }
-    builder.options(ServerOptions::default());
-    let server = builder.build();
+    let mut server = builder.build();
+    if let Some(path) = &args.pcap {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let tap = PcapTap::new(std::io::BufWriter::new(file), server.exports())?;
+        server.set_options(ServerOptions {
+            tap: Some(std::sync::Arc::new(tap)),
+            ..ServerOptions::default()
+        });
+        println!("usbfn: writing URBs to {}", path.display());
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

@@ -14,6 +14,9 @@
 //! with a log line naming the limit, and the server and other connections go on.
 
 mod connection;
+mod pcap;
+
+pub use pcap::PcapTap;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -199,6 +202,11 @@ impl Server {
     /// Start building a server.
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
+    }
+
+    /// Replace the options (before serving).
+    pub fn set_options(&mut self, options: ServerOptions) {
+        self.options = options;
     }
 
     /// The exported devices.
