@@ -45,6 +45,7 @@
 
 #![forbid(unsafe_code)]
 
+mod api;
 pub mod blocking;
 mod controller;
 mod error;
@@ -53,6 +54,7 @@ pub mod host;
 mod interface;
 pub mod ioctl;
 
+pub use api::ServiceApi;
 pub use controller::{BusOutput, BusPort, Controller};
 pub use error::Error;
 pub use interface::{Interface, Transfer};

@@ -20,7 +20,7 @@ use usbfn_core::config::{
 use usbfn_core::{BusEvent, BusSpeed, CompletionStatus, PipeId};
 use usbfn_wire::{Direction, RequestType, SetupPacket};
 
-use crate::{Error, Interface};
+use crate::{Error, ServiceApi};
 
 /// The interface GUID Gadget Zero's service opens.
 pub const INTERFACE_GUID: &str = "{a4a00525-5a5a-4e2e-8000-0000000000a0}";
@@ -121,10 +121,12 @@ pub fn config() -> DeviceConfig {
     }
 }
 
-/// Run Gadget Zero on an opened interface until the interface fails (device dropped).
-pub async fn run(iface: Interface, options: Options) -> Result<(), Error> {
+/// Run Gadget Zero on an opened interface until the interface fails (device dropped, or the
+/// daemon connection lost): in-process on a [`crate::Interface`], or out-of-process on any
+/// other [`ServiceApi`] (the daemon's IOCTL socket).
+pub async fn run<S: ServiceApi>(iface: S, options: Options) -> Result<(), Error> {
     let iface = Arc::new(iface);
-    let info = iface.class_info()?;
+    let info = iface.class_info().await?;
     let pipes = |speed: BusSpeed| {
         let list = &info.at(speed).pipes;
         let find = |dir: Direction| {
@@ -137,7 +139,7 @@ pub async fn run(iface: Interface, options: Options) -> Result<(), Error> {
     let generation = Arc::new(AtomicU64::new(0));
     let control = Arc::new(Mutex::new(vec![0u8; CONTROL_BUFFER]));
     let mut speed = BusSpeed::High;
-    iface.activate_bus()?;
+    iface.activate_bus().await?;
     loop {
         let event = iface.next_event().await?;
         tracing::debug!(?event, "gadget zero event");
@@ -177,15 +179,15 @@ pub async fn run(iface: Interface, options: Options) -> Result<(), Error> {
             BusEvent::UnConfigured | BusEvent::Detach | BusEvent::SetInterface { .. } => {
                 generation.fetch_add(1, Ordering::SeqCst);
             }
-            BusEvent::SetupPacket(setup) => answer_setup(&iface, setup, &control).await,
+            BusEvent::SetupPacket(setup) => answer_setup(&*iface, setup, &control).await,
             BusEvent::Attach | BusEvent::Suspend | BusEvent::Resume => {}
         }
     }
 }
 
 /// Keep one IN transfer queued until the generation changes.
-async fn source_loop(
-    iface: Arc<Interface>,
+async fn source_loop<S: ServiceApi>(
+    iface: Arc<S>,
     pipe: PipeId,
     data: Bytes,
     generation: Arc<AtomicU64>,
@@ -203,8 +205,8 @@ async fn source_loop(
 }
 
 /// Keep one OUT transfer queued and check what arrives.
-async fn sink_loop(
-    iface: Arc<Interface>,
+async fn sink_loop<S: ServiceApi>(
+    iface: Arc<S>,
     pipe: PipeId,
     options: Options,
     mps: usize,
@@ -219,7 +221,7 @@ async fn sink_loop(
                         offset = at,
                         "gadget zero: OUT data breaks the pattern; halting the endpoint"
                     );
-                    let _ = iface.set_pipe_state(pipe, true);
+                    let _ = iface.set_pipe_state(pipe, true).await;
                 }
             }
             Err(Error::Transfer(CompletionStatus::Cancelled | CompletionStatus::Shutdown))
@@ -230,7 +232,7 @@ async fn sink_loop(
     }
 }
 
-async fn answer_setup(iface: &Interface, setup: SetupPacket, control: &Mutex<Vec<u8>>) {
+async fn answer_setup<S: ServiceApi>(iface: &S, setup: SetupPacket, control: &Mutex<Vec<u8>>) {
     let len = usize::from(setup.w_length);
     let vendor = setup.request_type() == RequestType::Vendor;
     let plain = setup.w_value == 0 && setup.w_index == 0 && len <= CONTROL_BUFFER;
@@ -246,7 +248,7 @@ async fn answer_setup(iface: &Interface, setup: SetupPacket, control: &Mutex<Vec
                     Err(e) => tracing::debug!(error = %e, "control write data stage failed"),
                 }
             }
-            iface.control_status_handshake_in()
+            iface.control_status_handshake_in().await
         }
         (true, REQUEST_READ, Direction::In) => {
             let data = {
@@ -254,11 +256,11 @@ async fn answer_setup(iface: &Interface, setup: SetupPacket, control: &Mutex<Vec
                 Bytes::copy_from_slice(&buf[..len])
             };
             match iface.transfer_in(PipeId::CONTROL, data).await {
-                Ok(_) => iface.control_status_handshake_out(),
+                Ok(_) => iface.control_status_handshake_out().await,
                 Err(e) => Err(e),
             }
         }
-        _ => iface.set_pipe_state(PipeId::CONTROL, true),
+        _ => iface.set_pipe_state(PipeId::CONTROL, true).await,
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, %setup, "gadget zero could not answer a setup packet");

@@ -1,0 +1,198 @@
+//! [`ServiceApi`]: the GenericUSBFn service API as a trait, so one service runs in-process
+//! (on an [`Interface`] from [`crate::Controller::open`]) or in a process of its own (on
+//! `usbfn_ipc::RemoteInterface`, which speaks the daemon's IOCTL socket).
+//!
+//! Moving a service out of the daemon's process is one line:
+//!
+//! ```ignore
+//! let iface = controller.open(GUID)?;                                  // in-process
+//! let iface = usbfn_ipc::RemoteInterface::open(&runtime_dir, GUID).await?; // out-of-process
+//! usbfn::functions::gadget_zero::run(iface, options).await?;
+//! ```
+//!
+//! Every method is one `IOCTL_GENERICUSBFN_*`. Requests that a remote driver answers over a
+//! socket are `async` here even where the in-process [`Interface`] answers at once; transfers
+//! keep the in-process shape: **submitted when the method returns**, awaited later, cancelled
+//! (`CancelIoEx`) when the returned future is dropped unfinished.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use usbfn_core::{BusEvent, BusSpeed, ClassInfo, PipeId, TransferCompletion};
+
+use crate::error::Error;
+use crate::interface::{Interface, Transfer};
+
+/// An opened GenericUSBFn interface, in-process or remote: one method per IOCTL.
+///
+/// Implementations are shared between tasks (`Arc<impl ServiceApi>`), so every future they
+/// return is `Send`.
+pub trait ServiceApi: Send + Sync + 'static {
+    /// A transfer in flight: resolves to its completion (`Err(Error::Transfer(status))` when
+    /// it did not succeed); dropping it unfinished cancels it.
+    type Transfer: Future<Output = Result<TransferCompletion, Error>> + Send + 'static;
+
+    /// `IOCTL_GENERICUSBFN_GET_CLASS_INFO`: pipes per speed, name and GUID.
+    fn class_info(&self) -> impl Future<Output = Result<ClassInfo, Error>> + Send;
+
+    /// `IOCTL_GENERICUSBFN_ACTIVATE_USB_BUS`: the service is ready for the host.
+    fn activate_bus(&self) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// `IOCTL_GENERICUSBFN_DEACTIVATE_USB_BUS`: the host is disconnected.
+    fn deactivate_bus(&self) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// `IOCTL_GENERICUSBFN_BUS_EVENT_NOTIFICATION`: the next bus event.
+    fn next_event(&self) -> impl Future<Output = Result<BusEvent, Error>> + Send;
+
+    /// `IOCTL_GENERICUSBFN_TRANSFER_IN`: send `data` on an IN pipe (or answer a setup
+    /// packet's IN data stage on pipe 0).
+    fn transfer_in(&self, pipe: PipeId, data: Bytes) -> Self::Transfer;
+
+    /// `IOCTL_GENERICUSBFN_TRANSFER_IN_APPEND_ZERO_PKT`.
+    fn transfer_in_append_zero(&self, pipe: PipeId, data: Bytes) -> Self::Transfer;
+
+    /// `IOCTL_GENERICUSBFN_TRANSFER_OUT`: receive up to `capacity` bytes.
+    fn transfer_out(&self, pipe: PipeId, capacity: usize) -> Self::Transfer;
+
+    /// `IOCTL_GENERICUSBFN_CONTROL_STATUS_HANDSHAKE_IN`.
+    fn control_status_handshake_in(&self) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// `IOCTL_GENERICUSBFN_CONTROL_STATUS_HANDSHAKE_OUT`.
+    fn control_status_handshake_out(&self) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// `IOCTL_GENERICUSBFN_GET_PIPE_STATE`: true when stalled.
+    fn get_pipe_state(&self, pipe: PipeId) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// `IOCTL_GENERICUSBFN_SET_PIPE_STATE`: stall (true) or clear (false) a pipe.
+    fn set_pipe_state(
+        &self,
+        pipe: PipeId,
+        stall: bool,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// `IOCTL_GENERICUSBFN_GET_INTERFACE_DESCRIPTOR_SET`: the interface's descriptors.
+    fn interface_descriptor_set(
+        &self,
+        interface_number: u8,
+        speed: BusSpeed,
+    ) -> impl Future<Output = Result<Vec<u8>, Error>> + Send;
+
+    /// `IOCTL_GENERICUSBFN_REGISTER_USB_STRING`.
+    fn register_usb_string(
+        &self,
+        index: u8,
+        text: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// The in-process interface: each request is answered by the controller at once.
+impl ServiceApi for Interface {
+    type Transfer = Transfer;
+
+    fn class_info(&self) -> impl Future<Output = Result<ClassInfo, Error>> + Send {
+        std::future::ready(Interface::class_info(self))
+    }
+
+    fn activate_bus(&self) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(Interface::activate_bus(self))
+    }
+
+    fn deactivate_bus(&self) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(Interface::deactivate_bus(self))
+    }
+
+    fn next_event(&self) -> impl Future<Output = Result<BusEvent, Error>> + Send {
+        Interface::next_event(self)
+    }
+
+    fn transfer_in(&self, pipe: PipeId, data: Bytes) -> Transfer {
+        Interface::transfer_in(self, pipe, data)
+    }
+
+    fn transfer_in_append_zero(&self, pipe: PipeId, data: Bytes) -> Transfer {
+        Interface::transfer_in_append_zero(self, pipe, data)
+    }
+
+    fn transfer_out(&self, pipe: PipeId, capacity: usize) -> Transfer {
+        Interface::transfer_out(self, pipe, capacity)
+    }
+
+    fn control_status_handshake_in(&self) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(Interface::control_status_handshake_in(self))
+    }
+
+    fn control_status_handshake_out(&self) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(Interface::control_status_handshake_out(self))
+    }
+
+    fn get_pipe_state(&self, pipe: PipeId) -> impl Future<Output = Result<bool, Error>> + Send {
+        std::future::ready(Interface::get_pipe_state(self, pipe))
+    }
+
+    fn set_pipe_state(
+        &self,
+        pipe: PipeId,
+        stall: bool,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(Interface::set_pipe_state(self, pipe, stall))
+    }
+
+    fn interface_descriptor_set(
+        &self,
+        interface_number: u8,
+        speed: BusSpeed,
+    ) -> impl Future<Output = Result<Vec<u8>, Error>> + Send {
+        std::future::ready(Interface::interface_descriptor_set(
+            self,
+            interface_number,
+            speed,
+        ))
+    }
+
+    fn register_usb_string(
+        &self,
+        index: u8,
+        text: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(Interface::register_usb_string(self, index, text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Controller, DeviceConfig};
+
+    /// A service written only against the trait.
+    async fn activate_and_read_pipes<S: ServiceApi>(iface: &S) -> Result<usize, Error> {
+        let info = iface.class_info().await?;
+        iface.activate_bus().await?;
+        Ok(info.at(BusSpeed::High).pipes.len())
+    }
+
+    #[tokio::test]
+    async fn interface_implements_the_trait() {
+        let config = DeviceConfig::from_toml(
+            r#"
+            [device]
+            vendor_id = 0x1209
+            product_id = 0x0001
+            [[interfaces]]
+            name = "x"
+            endpoints = [{ direction = "in", type = "bulk" }]
+            "#,
+        )
+        .expect("toml");
+        let controller = Controller::new(&config).expect("device");
+        let iface = controller.open("x").expect("open");
+        assert_eq!(activate_and_read_pipes(&iface).await.expect("api"), 1);
+        assert!(controller.is_ready());
+        // Not configured yet: the transfer is refused when awaited, like the inherent method.
+        let t = ServiceApi::transfer_in(&iface, PipeId(1), Bytes::from_static(b"x"));
+        assert!(matches!(t.await, Err(Error::Refused(_))));
+        ServiceApi::deactivate_bus(&iface)
+            .await
+            .expect("deactivate");
+        assert!(!controller.is_ready());
+    }
+}
