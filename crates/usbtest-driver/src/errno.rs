@@ -42,9 +42,22 @@ pub(crate) fn name(errno: i32) -> Option<&'static str> {
     })
 }
 
-/// `"EPIPE"`, or `"errno 1234"` for values without a known name.
+/// The name of `errno`, including usbtest's unlink encodings: tests 11/12 return the URB
+/// status minus 1000 (asynchronous unlink) or minus 2000 (`usb_kill_urb`), so `1075` is
+/// `"1000+EOVERFLOW"`.
+pub(crate) fn describe(errno: i32) -> Option<String> {
+    if let Some(n) = name(errno) {
+        return Some(n.to_owned());
+    }
+    [1000, 2000].into_iter().find_map(|offset| {
+        let inner = errno.checked_sub(offset).filter(|e| *e > 0)?;
+        name(inner).map(|n| format!("{offset}+{n}"))
+    })
+}
+
+/// `"EPIPE"`, `"1000+EOVERFLOW"`, or `"errno 1234"` for values without a known name.
 pub(crate) fn display(errno: i32) -> String {
-    name(errno).map_or_else(|| format!("errno {errno}"), str::to_owned)
+    describe(errno).unwrap_or_else(|| format!("errno {errno}"))
 }
 
 #[cfg(test)]
@@ -57,5 +70,8 @@ mod tests {
         assert_eq!(name(95), Some("EOPNOTSUPP"));
         assert_eq!(name(121), Some("EREMOTEIO"));
         assert_eq!(display(9999), "errno 9999");
+        assert_eq!(display(1075), "1000+EOVERFLOW");
+        assert_eq!(display(2104), "2000+ECONNRESET");
+        assert_eq!(describe(1500), None);
     }
 }

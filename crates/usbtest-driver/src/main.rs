@@ -253,7 +253,7 @@ fn run_case(
                 Outcome::Fail
             };
             result.errno = Some(e);
-            result.errno_name = errno::name(e).map(str::to_owned);
+            result.errno_name = errno::describe(e);
         }
     }
     result

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Compare usbfn's usbtest results with the kernel's own gadget, from a guest console log.
+
+Reads the lines usbtest-driver prints ("<label> case N ...: pass 0.1 s" / "FAIL EPIPE 32 ..." /
+"n/a (EOPNOTSUPP 95) ..."), pairs kernel-<set> with usbfn-<set> case by case, prints one line
+per case and parameter set with both results, the benchmark ratios (bench-usbfn vs
+bench-vudc), and a closing "conformance: N passed, M failed" line.
+
+A case passes when usbfn's outcome equals the kernel's: both pass, both not applicable, or
+both fail with the same errno. The kernel reference is its SourceSink on dummy_hcd; where the
+log also has the same SourceSink on usbip-vudc (vudc-<set>: the kernel's gadget behind
+vhci-hcd, the host controller usbfn is attached through), usbfn must match that too.
+
+One host-side difference is not a device result: for scatter-gather cases 5-8, usbcore
+refuses (-EINVAL, at submission, before any device sees a packet) SG lists whose entries are
+not multiples of wMaxPacketSize on host controllers without `no_sg_constraint`, such as
+dummy_hcd; vhci-hcd accepts them. Those dummy_hcd results are shown as "EINVAL(hcd)" and
+not compared; the vudc reference (when present) still is. Exit status 1 when any case
+differs or a result is missing.
+
+Usage: compare.py LOG [--markdown FILE]   (FILE gets the benchmark table in Markdown)
+"""
+import re
+import sys
+
+LINE = re.compile(
+    r"^(?P<label>[\w.-]+) case +(?P<case>\d+) iterations (?P<it>\d+) length (?P<len>\d+) "
+    r"vary (?P<vary>\d+) sglen (?P<sg>\d+): (?P<result>.*?) (?P<secs>[\d.]+) s\s*$"
+)
+
+
+def outcome(result):
+    """'pass', 'n/a', 'timeout' or 'FAIL <errno name>'."""
+    r = result.strip()
+    if r == "pass":
+        return "pass"
+    if r.startswith("n/a"):
+        return "n/a"
+    if r.upper().startswith("TIMEOUT"):
+        return "timeout"
+    m = re.match(r"FAIL (\S+)", r)
+    return f"FAIL {m.group(1)}" if m else r
+
+
+def parse(path):
+    results = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for raw in f:
+            m = LINE.match(raw.strip().replace("\r", ""))
+            if m:
+                results[(m["label"], int(m["case"]))] = (outcome(m["result"]), float(m["secs"]), m)
+    return results
+
+
+def main():
+    args = sys.argv[1:]
+    if not args:
+        print(__doc__)
+        return 2
+    log = args[0]
+    markdown = args[args.index("--markdown") + 1] if "--markdown" in args else None
+    results = parse(log)
+    sets = sorted({label[len("usbfn-"):] for (label, _) in results if label.startswith("usbfn-")})
+    passed = failed = hcd_only = 0
+    print(f"{'parameter set':<16} {'case':>4}  {'kernel dummy_hcd':<18} {'kernel usbip-vudc':<18} {'usbfn':<18} verdict")
+    for s in sets:
+        labels = (f"usbfn-{s}", f"kernel-{s}", f"vudc-{s}")
+        cases = sorted({c for (label, c) in results if label in labels})
+        for case in cases:
+            k = results.get((f"kernel-{s}", case))
+            v = results.get((f"vudc-{s}", case))
+            u = results.get((f"usbfn-{s}", case))
+            ko = k[0] if k else "missing"
+            vo = v[0] if v else "-"
+            uo = u[0] if u else "missing"
+            hcd_refused = ko == "FAIL EINVAL" and 5 <= case <= 8
+            if hcd_refused:
+                ko = "EINVAL(hcd)"
+                hcd_only += 1
+            ok = u is not None and k is not None and (hcd_refused or ko == uo) and (v is None or vo == uo)
+            if hcd_refused and v is None:
+                verdict = "not comparable"
+            else:
+                verdict = "ok" if ok else "DIFFERS"
+                passed += ok
+                failed += not ok
+            print(f"{s:<16} {case:>4}  {ko:<18} {vo:<18} {uo:<18} {verdict}")
+    if not sets:
+        print("no usbfn results in the log")
+        failed += 1
+
+    bench = []
+    for case in (1, 2, 27, 28):
+        u = results.get(("bench-usbfn", case))
+        v = results.get(("bench-vudc", case))
+        if u and v and u[0] == "pass" and v[0] == "pass":
+            bench.append((case, u[1], v[1], v[1] / u[1] if u[1] > 0 else float("inf"), u[2]))
+    if bench:
+        m = bench[0][4]
+        print()
+        print(f"benchmark (usbtest, iterations {m['it']}, length {m['len']}, sglen {m['sg']}; "
+              "both over USB/IP through vhci-hcd in the same guest)")
+        print(f"{'case':>4}  {'usbfn s':>9}  {'kernel usbip-vudc s':>20}  {'speed-up (vudc/usbfn)':>22}")
+        for case, us, vs, ratio, _ in bench:
+            print(f"{case:>4}  {us:>9.3f}  {vs:>20.3f}  {ratio:>22.2f}")
+        if markdown:
+            with open(markdown, "w", encoding="utf-8") as f:
+                f.write(f"usbtest, iterations {m['it']}, length {m['len']}, sglen {m['sg']}, TCG guest, "
+                        "both devices over USB/IP through vhci-hcd in the same boot\n\n")
+                f.write("| case | usbfn (s) | kernel usbip-vudc + SourceSink (s) | vudc time / usbfn time |\n")
+                f.write("|---:|---:|---:|---:|\n")
+                for case, us, vs, ratio, _ in bench:
+                    f.write(f"| {case} | {us:.3f} | {vs:.3f} | {ratio:.2f} |\n")
+    print()
+    if hcd_only:
+        print(f"{hcd_only} dummy_hcd results were host-side SG refusals (EINVAL(hcd)); "
+              "cases without a vudc reference are listed as not comparable")
+    print(f"conformance: {passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The Linux-kernel conformance test: builds the guest and the release `usbfn`, boots the
+# guest once, runs usbtest against usbfn's Gadget Zero and against the kernel's own
+# SourceSink with the same parameters, and requires the same result for every case.
+#
+# Usage: tests/conformance/run.sh [--bench-markdown FILE] [run-guest.sh --env KEY=VALUE ...]
+# USBFN_BIN=/path/to/usbfn skips building it.
+# Exit status: 0 when every case matches the kernel's; 1 otherwise; 2+ on setup errors.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+build="${CONFORMANCE_BUILD_DIR:-$repo/build/conformance}"
+bench_md=""
+if [ "${1:-}" = "--bench-markdown" ]; then bench_md="$2"; shift 2; fi
+
+t0=$(date +%s)
+"$here/build-guest.sh"
+usbfn="${USBFN_BIN:-}"
+if [ -z "$usbfn" ]; then
+  echo "==> building usbfn (release)"
+  (cd "$repo" && cargo build --release -q --locked -p usbfn-cli)
+  usbfn="${CARGO_TARGET_DIR:-$repo/target}/release/usbfn"
+fi
+log="$build/usbfn-vs-kernel.log"
+echo "==> booting the guest: usbtest against usbfn and against the kernel's SourceSink"
+rc=0
+"$here/run-guest.sh" --quiet --timeout 900 --log "$log" "$@" "$here/guest/usbfn-vs-kernel.sh" "$usbfn" || rc=$?
+grep -E '^conformance:|^\[ *[0-9.]+\] (usbtest|usb [0-9-]+:).*(failed|error)' "$log" | head -40 || true
+args=("$log")
+[ -n "$bench_md" ] && args+=(--markdown "$bench_md")
+cmp=0
+python3 "$here/compare.py" "${args[@]}" || cmp=$?
+echo "conformance run took $(( $(date +%s) - t0 )) s (guest exit $rc, log $log)"
+if [ "$rc" -ne 0 ]; then
+  echo "the guest run did not complete (exit $rc)"
+  exit 2
+fi
+exit "$cmp"
