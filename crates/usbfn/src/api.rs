@@ -195,4 +195,34 @@ mod tests {
             .expect("deactivate");
         assert!(!controller.is_ready());
     }
+
+    /// Dropping `Transfer::completion()` unfinished cancels the transfer (the raw IOCTL
+    /// dispatcher awaits that future; the daemon drops it on CANCEL).
+    #[tokio::test]
+    async fn dropped_completion_future_cancels() {
+        let config = DeviceConfig::from_toml(
+            r#"
+            [device]
+            vendor_id = 0x1209
+            product_id = 0x0001
+            [[interfaces]]
+            name = "x"
+            endpoints = [{ direction = "out", type = "bulk" }]
+            "#,
+        )
+        .expect("toml");
+        let controller = Controller::new(&config).expect("device");
+        let iface = controller.open("x").expect("open");
+        iface.activate_bus().expect("activate");
+        let host = crate::host::Host::connect(&controller, BusSpeed::High).expect("host");
+        host.set_configuration(1).await.expect("configure");
+        let first = iface.transfer_out(PipeId(1), 512).completion();
+        let second = iface.transfer_out(PipeId(1), 512);
+        let timed_out = tokio::time::timeout(std::time::Duration::from_millis(20), first).await;
+        assert!(timed_out.is_err(), "nothing sent yet");
+        let sent = host.bulk_out(1, Bytes::from_static(b"for the second"));
+        let c = second.await.expect("second gets the data");
+        assert_eq!(&c.data[..], b"for the second");
+        sent.await.expect("urb");
+    }
 }

@@ -218,8 +218,12 @@ impl Transfer {
         if let Some(early) = self.early.take() {
             return early;
         }
-        let rx = self.rx.take().ok_or(Error::DeviceGone)?;
-        rx.await.map_err(|_| Error::DeviceGone)
+        // The receiver stays in `self` while awaited, so dropping this future unfinished
+        // still cancels the transfer (see `Drop`).
+        let rx = self.rx.as_mut().ok_or(Error::DeviceGone)?;
+        let result = rx.await.map_err(|_| Error::DeviceGone);
+        self.rx = None;
+        result
     }
 }
 

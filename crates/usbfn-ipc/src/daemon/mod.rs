@@ -1,0 +1,232 @@
+//! The daemon side: every interface of a [`Controller`] as a Unix socket named by its
+//! InterfaceGUID, one service connection per interface at a time.
+//!
+//! A socket is bound under a temporary name, given mode 0660 and renamed to its GUID, so it
+//! accepts connections from the moment it appears (its arrival). A connection opens the
+//! interface ([`Controller::open`]); a second connection while one is open gets a HELLO with
+//! `STATUS_SHARING_VIOLATION` and is closed. When a connection ends, for whatever reason, its
+//! outstanding requests are cancelled and its [`usbfn::Interface`] is dropped: the interface
+//! is deactivated and a connected host is detached.
+
+mod connection;
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use usbfn::Controller;
+
+use crate::STATUS_SHARING_VIOLATION;
+use crate::frame::Hello;
+use crate::path::socket_name;
+
+/// Mode of every interface socket: owner and group may connect (and so act as the function).
+pub const SOCKET_MODE: u32 = 0o660;
+/// Mode of a runtime directory the daemon creates.
+pub const DIR_MODE: u32 = 0o770;
+
+/// Why the interfaces could not be exposed.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// An interface has no InterfaceGUID, so it has no socket name.
+    #[error(
+        "interface {name:?} has no InterfaceGUID (guid = \"{{...}}\" in its [[interfaces]] entry): services find interfaces by GUID"
+    )]
+    NoGuid {
+        /// The interface's name.
+        name: String,
+    },
+    /// An InterfaceGUID does not parse.
+    #[error(transparent)]
+    Path(#[from] crate::path::PathError),
+    /// Another daemon answers on an interface socket.
+    #[error("another usbfn daemon already serves {path}")]
+    AlreadyServed {
+        /// The socket.
+        path: PathBuf,
+    },
+    /// Creating the directory or a socket failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// One exposed interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExposedInterface {
+    /// `InterfaceName`.
+    pub name: String,
+    /// The InterfaceGUID, canonical.
+    pub guid: String,
+    /// The socket.
+    pub path: PathBuf,
+}
+
+/// A controller's interfaces, bound and ready to serve.
+#[derive(Debug)]
+pub struct InterfaceSockets {
+    controller: Controller,
+    bound: Vec<(ExposedInterface, UnixListener)>,
+}
+
+impl InterfaceSockets {
+    /// Create `dir` if needed (mode [`DIR_MODE`]) and bind one socket per interface. Stale
+    /// sockets (nobody answering) are replaced; a live one is an error. Needs a tokio runtime.
+    pub fn bind(controller: &Controller, dir: &Path) -> Result<Self, DaemonError> {
+        let io_err = |what, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| DaemonError::Io { what, path, source }
+        };
+        if !dir.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(dir)
+                .map_err(io_err("creating the runtime directory", dir))?;
+        }
+        let interfaces: Vec<(String, Option<String>)> = controller.with_model(|m| {
+            m.interfaces
+                .iter()
+                .map(|i| (i.name.clone(), i.guid.clone()))
+                .collect()
+        });
+        let mut bound = Vec::new();
+        for (name, guid) in interfaces {
+            let guid = guid.ok_or_else(|| DaemonError::NoGuid { name: name.clone() })?;
+            let canonical = socket_name(&guid)?;
+            let path = dir.join(&canonical);
+            if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+                return Err(DaemonError::AlreadyServed { path });
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed a stale interface socket")
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("removing the stale socket", &path)(e)),
+            }
+            let tmp = dir.join(format!(".{canonical}.{}.tmp", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            let listener = UnixListener::bind(&tmp).map_err(io_err("binding", &tmp))?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(SOCKET_MODE))
+                .map_err(io_err("setting the mode of", &tmp))?;
+            std::fs::rename(&tmp, &path).map_err(io_err("publishing", &path))?;
+            bound.push((
+                ExposedInterface {
+                    name,
+                    guid: canonical,
+                    path,
+                },
+                listener,
+            ));
+        }
+        Ok(InterfaceSockets {
+            controller: controller.clone(),
+            bound,
+        })
+    }
+
+    /// The interfaces and their sockets, in configuration order.
+    pub fn interfaces(&self) -> impl Iterator<Item = &ExposedInterface> {
+        self.bound.iter().map(|(e, _)| e)
+    }
+
+    /// Serve service connections until `shutdown` resolves; then every connection is closed
+    /// (its interface deactivated) and the sockets are removed before this returns.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut paths = Vec::new();
+        for (exposed, listener) in self.bound {
+            paths.push(exposed.path.clone());
+            let controller = self.controller.clone();
+            let stop = stop_rx.clone();
+            tasks.spawn(accept_loop(controller, Arc::new(exposed), listener, stop));
+        }
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
+        for path in paths {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::debug!(path = %path.display(), error = %e, "removing the socket");
+            }
+        }
+    }
+}
+
+async fn accept_loop(
+    controller: Controller,
+    exposed: Arc<ExposedInterface>,
+    listener: UnixListener,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(handle(controller.clone(), exposed.clone(), stream, stop.clone()));
+                }
+                Err(e) => {
+                    // e.g. EMFILE: keep the connections we have.
+                    tracing::warn!(error = %e, path = %exposed.path.display(), "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+async fn handle(
+    controller: Controller,
+    exposed: Arc<ExposedInterface>,
+    stream: UnixStream,
+    stop: watch::Receiver<bool>,
+) {
+    let peer = stream
+        .peer_cred()
+        .map(|c| {
+            format!(
+                "pid {} uid {} gid {}",
+                c.pid().map_or_else(|| "?".to_owned(), |p| p.to_string()),
+                c.uid(),
+                c.gid()
+            )
+        })
+        .unwrap_or_else(|_| "unknown peer".to_owned());
+    let iface = match controller.open(&exposed.guid) {
+        Ok(iface) => iface,
+        Err(e) => {
+            let status = match &e {
+                usbfn::Error::InterfaceBusy(_) => STATUS_SHARING_VIOLATION,
+                other => other.to_ntstatus(),
+            };
+            tracing::warn!(interface = %exposed.name, %peer, %status, "open refused: {e}");
+            connection::refuse(stream, Hello::new(status)).await;
+            return;
+        }
+    };
+    tracing::info!(interface = %exposed.name, guid = %exposed.guid, %peer, "service connected");
+    match connection::serve(iface, stream, stop).await {
+        Ok(()) => {
+            tracing::info!(interface = %exposed.name, %peer, "service disconnected: interface deactivated")
+        }
+        Err(e) => tracing::warn!(
+            interface = %exposed.name, %peer, error = %e,
+            "service connection closed: interface deactivated"
+        ),
+    }
+}
