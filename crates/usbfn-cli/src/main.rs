@@ -1,5 +1,6 @@
 //! `usbfn`: serve USB devices over USB/IP, and inspect USB/IP servers.
 
+mod bench;
 mod list;
 mod probe;
 mod serve;
@@ -26,11 +27,15 @@ enum Command {
     List(list::Args),
     /// Import a device, enumerate it and print its descriptors (like `lsusb -v`).
     Probe(probe::Args),
+    /// Measure throughput, latency and scale, each as a ratio to raw TCP loopback.
+    Bench(bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default = match cli.verbose {
+        // The benchmark's own servers and clients would log every import at info.
+        0 if matches!(cli.command, Command::Bench(_)) => "warn",
         0 => "info",
         1 => "debug",
         _ => "trace",
@@ -53,6 +58,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::List(args) => list::run(args).await,
             Command::Probe(args) => probe::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

@@ -1,0 +1,301 @@
+//! `usbfn bench`: throughput, latency and scale, each printed as a ratio to raw TCP loopback
+//! measured in the same run.
+//!
+//! * Bulk IN and OUT throughput for a grid of URB sizes and queue depths, over the in-process
+//!   host and over USB/IP (usbfn's client → 127.0.0.1 → usbfn's server), against Gadget Zero.
+//!   The baseline for each URB size is a blocking sender and receiver moving bytes over
+//!   127.0.0.1 with writes of that size; each usbfn point then moves the same number of bytes.
+//! * Control round-trip latency (one at a time): GET_DESCRIPTOR answered by the core, and a
+//!   vendor request answered by the service; baseline: TCP ping-pong with the same reply size.
+//! * Event rate: setup packets delivered to (and answered by) the service per second with 16
+//!   control requests queued; baseline: TCP request/answer pairs with 16 in flight.
+//! * Scale: N idle devices exported by one server, each N in a child process: resident memory
+//!   per device and import/enumerate time.
+
+mod report;
+mod scale;
+mod stats;
+mod target;
+mod tcp;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use report::{BenchResult, Report};
+use target::{Dir, Target, Transport};
+
+/// Arguments of `usbfn bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// A smaller grid that finishes in under a minute (still covers USB/IP bulk IN and OUT at
+    /// 64 KiB, depth 16).
+    #[arg(long)]
+    quick: bool,
+    /// Print the results as JSON on stdout (progress stays on stderr).
+    #[arg(long)]
+    json: bool,
+    /// URB sizes, comma-separated (`512,4K,64K,1M`). Default: 512 B to 1 MiB.
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    sizes: Option<Vec<usize>>,
+    /// Queue depths, comma-separated. Default: 1,4,16,64.
+    #[arg(long, value_delimiter = ',')]
+    depths: Option<Vec<usize>>,
+    /// Transports to measure, comma-separated. Default: both.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    transports: Option<Vec<Transport>>,
+    /// Device counts for the scale run, comma-separated (0 skips it). Default: 1,10,100,1000.
+    #[arg(long, value_delimiter = ',')]
+    devices: Option<Vec<usize>>,
+    /// Milliseconds each raw TCP baseline runs; usbfn points move the same bytes.
+    #[arg(long)]
+    point_ms: Option<u64>,
+    /// Control round trips per latency measurement.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Devices imported and enumerated per scale run (default: all; --quick: 50).
+    #[arg(long)]
+    scale_sample: Option<usize>,
+    /// Internal: run one scale measurement with N devices and print it as JSON.
+    #[arg(long, hide = true)]
+    scale_child: Option<usize>,
+}
+
+/// What one run measures.
+#[derive(Clone, Debug)]
+struct Plan {
+    sizes: Vec<usize>,
+    depths: Vec<usize>,
+    transports: Vec<Transport>,
+    devices: Vec<usize>,
+    point: Duration,
+    /// A usbfn point stops after this long even if it has not moved the baseline's bytes.
+    cap: Duration,
+    rounds: usize,
+    scale_sample: usize,
+    event_depth: usize,
+}
+
+impl Plan {
+    fn from_args(args: &Args) -> anyhow::Result<Plan> {
+        let kib = 1024;
+        let (sizes, depths, devices, point_ms, rounds, sample) = if args.quick {
+            (
+                vec![512, 64 * kib, 1024 * kib],
+                vec![1, 16],
+                vec![1000],
+                150,
+                2000,
+                50,
+            )
+        } else {
+            (
+                vec![512, 4 * kib, 16 * kib, 64 * kib, 256 * kib, 1024 * kib],
+                vec![1, 4, 16, 64],
+                vec![1, 10, 100, 1000],
+                400,
+                10_000,
+                usize::MAX,
+            )
+        };
+        let sizes = args.sizes.clone().unwrap_or(sizes);
+        let depths = args.depths.clone().unwrap_or(depths);
+        if let Some(bad) = sizes
+            .iter()
+            .find(|s| **s == 0 || **s > 16 * 1024 * 1024 || !s.is_power_of_two())
+        {
+            anyhow::bail!("URB size {bad} is not a power of two between 1 B and 16 MiB");
+        }
+        if depths.iter().any(|d| *d == 0 || *d > 1024) {
+            anyhow::bail!("queue depths must be between 1 and 1024");
+        }
+        let point = Duration::from_millis(args.point_ms.unwrap_or(point_ms).max(10));
+        let transports = args
+            .transports
+            .clone()
+            .unwrap_or_else(|| vec![Transport::InProcess, Transport::Usbip]);
+        Ok(Plan {
+            sizes,
+            depths,
+            transports,
+            devices: args
+                .devices
+                .clone()
+                .unwrap_or(devices)
+                .into_iter()
+                .filter(|n| *n > 0)
+                .collect(),
+            point,
+            cap: point * 6,
+            rounds: args.rounds.unwrap_or(rounds).max(1),
+            scale_sample: args.scale_sample.unwrap_or(sample),
+            event_depth: 16,
+        })
+    }
+
+    fn steps(&self) -> u64 {
+        let t = self.transports.len();
+        let bulk = self.sizes.len() * (1 + t * 2 * self.depths.len());
+        let latency = 2 + t * 2;
+        let events = 1 + t;
+        let scale = self.devices.len();
+        u64::try_from(bulk + latency + events + scale).unwrap_or(u64::MAX)
+    }
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(n) = args.scale_child {
+        return scale::child(n, args.scale_sample.unwrap_or(usize::MAX)).await;
+    }
+    let plan = Plan::from_args(&args)?;
+    let started = Instant::now();
+    let bar = ProgressBar::with_draw_target(Some(plan.steps()), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}")
+            .context("progress bar template")?
+            .progress_chars("=> "),
+    );
+    let mut results = Vec::new();
+
+    // Raw TCP loopback, one baseline per URB size.
+    let mut tcp_rates = BTreeMap::new();
+    for &size in &plan.sizes {
+        bar.set_message(format!("raw TCP, {} writes", report::size_label(size)));
+        let point = plan.point;
+        let moved = tokio::task::spawn_blocking(move || tcp::throughput(size, point)).await??;
+        tcp_rates.insert(size, moved);
+        results.push(BenchResult::tcp(size, &moved));
+        bar.inc(1);
+    }
+
+    for &transport in &plan.transports {
+        for &size in &plan.sizes {
+            let Some(tcp) = tcp_rates.get(&size).copied() else {
+                continue;
+            };
+            // A fresh device per URB size, its transfers sized for it.
+            let target = Target::start(transport, size).await?;
+            let count = (tcp.bytes / size as u64).max(1);
+            for dir in [Dir::In, Dir::Out] {
+                for &depth in &plan.depths {
+                    bar.set_message(format!(
+                        "{} bulk {dir:?} {} depth {depth}",
+                        transport.label(),
+                        report::size_label(size)
+                    ));
+                    let moved = target
+                        .bulk(dir, size, depth, count.max(depth as u64), plan.cap)
+                        .await
+                        .with_context(|| {
+                            format!("{} bulk {dir:?} {size} B depth {depth}", transport.label())
+                        })?;
+                    results.push(BenchResult::bulk(transport, dir, size, depth, &moved, &tcp));
+                    bar.inc(1);
+                }
+            }
+        }
+    }
+
+    // Control round trips.
+    let rounds = plan.rounds;
+    let mut tcp_rtt = BTreeMap::new();
+    for reply in [18usize, 64] {
+        bar.set_message(format!("raw TCP ping-pong, {reply}-byte answers"));
+        let l = tokio::task::spawn_blocking(move || tcp::round_trip(reply, rounds)).await??;
+        tcp_rtt.insert(reply, l);
+        bar.inc(1);
+    }
+    for &transport in &plan.transports {
+        let target = Target::start(transport, 512).await?;
+        for service in [false, true] {
+            bar.set_message(format!("{} control round trips", transport.label()));
+            let l = target.control_latency(service, rounds).await?;
+            let reply = if service { 64 } else { 18 };
+            let base = tcp_rtt.get(&reply).copied();
+            results.push(BenchResult::control(transport, service, reply, &l, base));
+            bar.inc(1);
+        }
+    }
+
+    // Event notification rate.
+    bar.set_message("raw TCP request/answer rate");
+    let (depth, point) = (plan.event_depth, plan.point);
+    let tcp_rate = tokio::task::spawn_blocking(move || tcp::message_rate(depth, point)).await??;
+    bar.inc(1);
+    for &transport in &plan.transports {
+        bar.set_message(format!("{} setup events", transport.label()));
+        let target = Target::start(transport, 512).await?;
+        let rate = target.event_rate(plan.event_depth, plan.point).await?;
+        results.push(BenchResult::events(
+            transport,
+            plan.event_depth,
+            rate,
+            tcp_rate,
+        ));
+        bar.inc(1);
+    }
+
+    // Scale.
+    let mut scale = Vec::new();
+    for &n in &plan.devices {
+        bar.set_message(format!("{n} exported devices"));
+        scale.push(scale::measure(n, plan.scale_sample).await?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let report = Report::new(
+        args.quick,
+        plan.point,
+        results,
+        scale,
+        started.elapsed().as_secs_f64(),
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// `512`, `4K`, `64KiB`, `1M`, `1MiB` (binary multiples).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let upper = t.to_ascii_uppercase();
+    let (digits, mult) = if let Some(d) = upper
+        .strip_suffix("KIB")
+        .or_else(|| upper.strip_suffix('K'))
+    {
+        (d, 1024)
+    } else if let Some(d) = upper
+        .strip_suffix("MIB")
+        .or_else(|| upper.strip_suffix('M'))
+    {
+        (d, 1024 * 1024)
+    } else {
+        (upper.strip_suffix('B').unwrap_or(&upper), 1)
+    };
+    digits
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{text:?} is not a size like 512, 4K or 1M"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert!(parse_size("lots").is_err());
+    }
+}

@@ -1,0 +1,445 @@
+//! Results, the targets they are judged against, and the human table.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::scale::ScaleResult;
+use super::stats::Latency;
+use super::target::{Dir, Transport};
+use super::tcp::Moved;
+
+/// One measurement. Every kind carries `transport`, `direction`, `urb_size`, `depth`,
+/// `mb_per_s` (null for latency and rates) and `ratio_to_tcp` (usbfn / raw TCP for the same
+/// metric: throughput and rates higher is better, latency lower is better).
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct BenchResult {
+    pub(crate) kind: Kind,
+    pub(crate) transport: &'static str,
+    pub(crate) direction: &'static str,
+    pub(crate) urb_size: usize,
+    pub(crate) depth: usize,
+    pub(crate) mb_per_s: Option<f64>,
+    pub(crate) ratio_to_tcp: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tcp_mb_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) seconds: Option<f64>,
+    /// Control: who answered (`core` or `service`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) answered_by: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) latency: Option<Latency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tcp_latency: Option<Latency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) events_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tcp_messages_per_s: Option<f64>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Kind {
+    /// Raw TCP loopback with `urb_size` writes (the baseline itself).
+    Tcp,
+    Bulk,
+    Control,
+    Events,
+}
+
+/// A target from the benchmark issue, and whether this run met it.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct TargetCheck {
+    pub(crate) name: String,
+    pub(crate) target: String,
+    pub(crate) measured: Option<String>,
+    pub(crate) met: Option<bool>,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Serialize)]
+pub(crate) struct Report {
+    pub(crate) quick: bool,
+    pub(crate) cpus: usize,
+    pub(crate) point_ms: u128,
+    pub(crate) elapsed_s: f64,
+    pub(crate) results: Vec<BenchResult>,
+    pub(crate) scale: Vec<ScaleResult>,
+    pub(crate) targets: Vec<TargetCheck>,
+}
+
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::InProcess => "in-process",
+        Transport::Usbip => "usbip",
+    }
+}
+
+fn dir_name(d: Dir) -> &'static str {
+    match d {
+        Dir::In => "in",
+        Dir::Out => "out",
+    }
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+impl BenchResult {
+    fn blank(kind: Kind, transport: &'static str, direction: &'static str) -> BenchResult {
+        BenchResult {
+            kind,
+            transport,
+            direction,
+            urb_size: 0,
+            depth: 1,
+            mb_per_s: None,
+            ratio_to_tcp: None,
+            tcp_mb_per_s: None,
+            bytes: None,
+            seconds: None,
+            answered_by: None,
+            latency: None,
+            tcp_latency: None,
+            events_per_s: None,
+            tcp_messages_per_s: None,
+        }
+    }
+
+    pub(crate) fn tcp(size: usize, m: &Moved) -> BenchResult {
+        BenchResult {
+            urb_size: size,
+            mb_per_s: Some(m.mb_per_s()),
+            ratio_to_tcp: Some(1.0),
+            bytes: Some(m.bytes),
+            seconds: Some(m.seconds),
+            ..BenchResult::blank(Kind::Tcp, "tcp", "stream")
+        }
+    }
+
+    pub(crate) fn bulk(
+        transport: Transport,
+        dir: Dir,
+        size: usize,
+        depth: usize,
+        m: &Moved,
+        tcp: &Moved,
+    ) -> BenchResult {
+        BenchResult {
+            urb_size: size,
+            depth,
+            mb_per_s: Some(m.mb_per_s()),
+            ratio_to_tcp: ratio(m.mb_per_s(), tcp.mb_per_s()),
+            tcp_mb_per_s: Some(tcp.mb_per_s()),
+            bytes: Some(m.bytes),
+            seconds: Some(m.seconds),
+            ..BenchResult::blank(Kind::Bulk, transport_name(transport), dir_name(dir))
+        }
+    }
+
+    pub(crate) fn control(
+        transport: Transport,
+        service: bool,
+        reply: usize,
+        l: &Latency,
+        tcp: Option<Latency>,
+    ) -> BenchResult {
+        BenchResult {
+            urb_size: reply,
+            answered_by: Some(if service { "service" } else { "core" }),
+            latency: Some(*l),
+            ratio_to_tcp: tcp.and_then(|t| ratio(l.median_us, t.median_us)),
+            tcp_latency: tcp,
+            ..BenchResult::blank(Kind::Control, transport_name(transport), "control-in")
+        }
+    }
+
+    pub(crate) fn events(
+        transport: Transport,
+        depth: usize,
+        rate: f64,
+        tcp_rate: f64,
+    ) -> BenchResult {
+        BenchResult {
+            depth,
+            events_per_s: Some(rate),
+            tcp_messages_per_s: Some(tcp_rate),
+            ratio_to_tcp: ratio(rate, tcp_rate),
+            ..BenchResult::blank(Kind::Events, transport_name(transport), "setup-event")
+        }
+    }
+}
+
+impl Report {
+    pub(crate) fn new(
+        quick: bool,
+        point: Duration,
+        results: Vec<BenchResult>,
+        scale: Vec<ScaleResult>,
+        elapsed_s: f64,
+    ) -> Report {
+        let mut report = Report {
+            quick,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            point_ms: point.as_millis(),
+            elapsed_s,
+            results,
+            scale,
+            targets: Vec::new(),
+        };
+        report.targets = report.check_targets();
+        report
+    }
+
+    fn bulk(&self, transport: &str, dir: &str, size: usize, depth: usize) -> Option<&BenchResult> {
+        self.results.iter().find(|r| {
+            r.kind == Kind::Bulk
+                && r.transport == transport
+                && r.direction == dir
+                && r.urb_size == size
+                && r.depth == depth
+        })
+    }
+
+    fn check_targets(&self) -> Vec<TargetCheck> {
+        let mut out = Vec::new();
+        let kib64 = 64 * 1024;
+        for dir in ["in", "out"] {
+            let r = self.bulk("usbip", dir, kib64, 16);
+            out.push(check(
+                format!("USB/IP bulk {} 64 KiB depth 16", dir.to_uppercase()),
+                ">= 1000 MB/s",
+                r.and_then(|r| r.mb_per_s),
+                |v| v >= 1000.0,
+                |v| format!("{v:.0} MB/s"),
+            ));
+            out.push(check(
+                format!(
+                    "USB/IP bulk {} 64 KiB depth 16 vs raw TCP",
+                    dir.to_uppercase()
+                ),
+                ">= 0.60 of raw TCP",
+                r.and_then(|r| r.ratio_to_tcp),
+                |v| v >= 0.6,
+                |v| format!("{v:.2}"),
+            ));
+        }
+        for dir in ["in", "out"] {
+            let r = self.bulk("in-process", dir, kib64, 16);
+            out.push(check(
+                format!("in-process bulk {} 64 KiB depth 16", dir.to_uppercase()),
+                ">= 5000 MB/s",
+                r.and_then(|r| r.mb_per_s),
+                |v| v >= 5000.0,
+                |v| format!("{v:.0} MB/s"),
+            ));
+        }
+        let control = self.results.iter().find(|r| {
+            r.kind == Kind::Control && r.transport == "usbip" && r.answered_by == Some("core")
+        });
+        out.push(check(
+            "USB/IP control round trip (GET_DESCRIPTOR), median".into(),
+            "<= 50 us",
+            control.and_then(|r| r.latency.map(|l| l.median_us)),
+            |v| v <= 50.0,
+            |v| format!("{v:.1} us"),
+        ));
+        let thousand = self.scale.iter().find(|s| s.devices == 1000);
+        out.push(check(
+            "1000 idle exported devices, process RSS".into(),
+            "< 100 MB",
+            thousand.map(|s| s.rss_after_kib as f64 * 1024.0 / 1e6),
+            |v| v < 100.0,
+            |v| format!("{v:.1} MB"),
+        ));
+        out
+    }
+
+    /// The human-readable report.
+    pub(crate) fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "usbfn bench{} — {} CPUs, raw TCP baselines run {} ms per URB size; \
+             ratio = usbfn / raw TCP 127.0.0.1 measured in this run",
+            if self.quick { " --quick" } else { "" },
+            self.cpus,
+            self.point_ms
+        );
+        let mut sizes: Vec<usize> = self
+            .results
+            .iter()
+            .filter(|r| r.kind == Kind::Tcp)
+            .map(|r| r.urb_size)
+            .collect();
+        sizes.dedup();
+        let mut depths: Vec<usize> = self
+            .results
+            .iter()
+            .filter(|r| r.kind == Kind::Bulk)
+            .map(|r| r.depth)
+            .collect();
+        depths.sort_unstable();
+        depths.dedup();
+        for (transport, tlabel) in [
+            ("in-process", "in-process host"),
+            ("usbip", "USB/IP loopback"),
+        ] {
+            for dir in ["in", "out"] {
+                let _ = writeln!(
+                    s,
+                    "\nBulk {} over {tlabel}: MB/s (ratio to raw TCP)",
+                    dir.to_uppercase()
+                );
+                let _ = write!(s, "  {:>8}  {:>9}", "URB", "raw TCP");
+                for d in &depths {
+                    let _ = write!(s, "  {:>17}", format!("depth {d}"));
+                }
+                let _ = writeln!(s);
+                for &size in &sizes {
+                    let tcp = self
+                        .results
+                        .iter()
+                        .find(|r| r.kind == Kind::Tcp && r.urb_size == size)
+                        .and_then(|r| r.mb_per_s)
+                        .unwrap_or(0.0);
+                    let _ = write!(s, "  {:>8}  {tcp:>9.0}", size_label(size));
+                    for &d in &depths {
+                        let cell = self
+                            .bulk(transport, dir, size, d)
+                            .and_then(|r| Some((r.mb_per_s?, r.ratio_to_tcp?)))
+                            .map_or_else(|| "-".to_owned(), |(v, q)| format!("{v:.0} ({q:.2})"));
+                        let _ = write!(s, "  {cell:>17}");
+                    }
+                    let _ = writeln!(s);
+                }
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\nControl round trip, one at a time (ratio = usbfn median / TCP ping-pong median)"
+        );
+        let _ = writeln!(
+            s,
+            "  {:<16} {:<36} {:>10} {:>10} {:>12} {:>7}",
+            "transport", "request", "median us", "p99 us", "TCP med us", "ratio"
+        );
+        for r in self.results.iter().filter(|r| r.kind == Kind::Control) {
+            let (Some(l), Some(t)) = (r.latency, r.tcp_latency) else {
+                continue;
+            };
+            let request = if r.answered_by == Some("service") {
+                "vendor 0x5c, 64 B (service answers)"
+            } else {
+                "GET_DESCRIPTOR, 18 B (core answers)"
+            };
+            let _ = writeln!(
+                s,
+                "  {:<16} {:<36} {:>10.1} {:>10.1} {:>12.1} {:>7.2}",
+                r.transport,
+                request,
+                l.median_us,
+                l.p99_us,
+                t.median_us,
+                r.ratio_to_tcp.unwrap_or(0.0)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nSetup-packet events to the service, 16 control requests queued"
+        );
+        let _ = writeln!(
+            s,
+            "  {:<16} {:>12} {:>14} {:>7}",
+            "transport", "events/s", "TCP msgs/s", "ratio"
+        );
+        for r in self.results.iter().filter(|r| r.kind == Kind::Events) {
+            let _ = writeln!(
+                s,
+                "  {:<16} {:>12.0} {:>14.0} {:>7.2}",
+                r.transport,
+                r.events_per_s.unwrap_or(0.0),
+                r.tcp_messages_per_s.unwrap_or(0.0),
+                r.ratio_to_tcp.unwrap_or(0.0)
+            );
+        }
+        if !self.scale.is_empty() {
+            let _ = writeln!(s, "\nScale: idle Gadget Zeros exported by one server");
+            let _ = writeln!(
+                s,
+                "  {:>7} {:>10} {:>12} {:>9} {:>9} {:>12} {:>13} {:>12}",
+                "devices",
+                "RSS MB",
+                "KiB/device",
+                "setup s",
+                "imported",
+                "import med",
+                "enumerate med",
+                "total s"
+            );
+            for r in &self.scale {
+                let _ = writeln!(
+                    s,
+                    "  {:>7} {:>10.1} {:>12.1} {:>9.2} {:>9} {:>9.0} us {:>10.0} us {:>12.2}",
+                    r.devices,
+                    r.rss_after_kib as f64 * 1024.0 / 1e6,
+                    r.kib_per_device,
+                    r.setup_s,
+                    r.imported,
+                    r.import_median_us,
+                    r.enumerate_median_us,
+                    r.import_total_s
+                );
+            }
+        }
+        let _ = writeln!(s, "\nTargets");
+        for t in &self.targets {
+            let verdict = match t.met {
+                Some(true) => "met",
+                Some(false) => "MISSED",
+                None => "not measured",
+            };
+            let _ = writeln!(
+                s,
+                "  {:<52} {:>14} {:>12}  {}",
+                t.name,
+                t.target,
+                t.measured.as_deref().unwrap_or("-"),
+                verdict
+            );
+        }
+        let _ = writeln!(s, "\n(total {:.1} s)", self.elapsed_s);
+        s
+    }
+}
+
+fn check(
+    name: String,
+    target: &str,
+    value: Option<f64>,
+    ok: impl Fn(f64) -> bool,
+    show: impl Fn(f64) -> String,
+) -> TargetCheck {
+    TargetCheck {
+        name,
+        target: target.to_owned(),
+        measured: value.map(&show),
+        met: value.map(ok),
+    }
+}
+
+/// `512 B`, `64 KiB`, `1 MiB`.
+pub(crate) fn size_label(size: usize) -> String {
+    if size >= 1 << 20 && size.is_multiple_of(1 << 20) {
+        format!("{} MiB", size >> 20)
+    } else if size >= 1 << 10 && size.is_multiple_of(1 << 10) {
+        format!("{} KiB", size >> 10)
+    } else {
+        format!("{size} B")
+    }
+}

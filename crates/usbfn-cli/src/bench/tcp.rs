@@ -1,0 +1,143 @@
+//! The baseline: raw TCP over 127.0.0.1 in blocking threads, with nothing but the kernel
+//! between the two ends. Every usbfn number is printed as a ratio to one of these.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::stats::Latency;
+
+/// A USB/IP header is 48 bytes; requests and replies of the latency baselines carry one.
+const HEADER: usize = 48;
+
+/// Bytes moved and the time it took.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Moved {
+    pub(crate) bytes: u64,
+    pub(crate) seconds: f64,
+}
+
+impl Moved {
+    pub(crate) fn mb_per_s(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.bytes as f64 / self.seconds / 1e6
+        } else {
+            0.0
+        }
+    }
+}
+
+fn pair() -> std::io::Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let client = TcpStream::connect(listener.local_addr()?)?;
+    let (server, _) = listener.accept()?;
+    client.set_nodelay(true)?;
+    server.set_nodelay(true)?;
+    Ok((client, server))
+}
+
+/// A sender writes `write_size`-byte buffers for `duration`, a receiver reads them with a
+/// buffer of the same size; the time runs until the receiver has the last byte.
+pub(crate) fn throughput(write_size: usize, duration: Duration) -> std::io::Result<Moved> {
+    let (mut tx, mut rx) = pair()?;
+    let receiver = thread::spawn(move || -> std::io::Result<(u64, Instant)> {
+        let mut buf = vec![0u8; write_size];
+        let mut got = 0u64;
+        loop {
+            let n = rx.read(&mut buf)?;
+            if n == 0 {
+                return Ok((got, Instant::now()));
+            }
+            got += n as u64;
+        }
+    });
+    let buf = vec![0u8; write_size];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < duration {
+        // Check the clock every 64 writes at most, so small writes are not dominated by it.
+        for _ in 0..64 {
+            tx.write_all(&buf)?;
+            sent += write_size as u64;
+        }
+    }
+    tx.shutdown(std::net::Shutdown::Write)?;
+    let (got, end) = receiver
+        .join()
+        .map_err(|_| std::io::Error::other("TCP receiver thread panicked"))??;
+    if got != sent {
+        return Err(std::io::Error::other(format!(
+            "TCP baseline lost data: sent {sent}, received {got}"
+        )));
+    }
+    Ok(Moved {
+        bytes: got,
+        seconds: (end - start).as_secs_f64(),
+    })
+}
+
+/// Ping-pong: a 48-byte request, a `reply_len`-byte answer, one at a time, `rounds` times.
+pub(crate) fn round_trip(reply_len: usize, rounds: usize) -> std::io::Result<Latency> {
+    let (mut client, mut server) = pair()?;
+    let echo = thread::spawn(move || -> std::io::Result<()> {
+        let mut req = [0u8; HEADER];
+        let reply = vec![0u8; HEADER + reply_len];
+        loop {
+            match server.read_exact(&mut req) {
+                Ok(()) => server.write_all(&reply)?,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    let req = [0u8; HEADER];
+    let mut reply = vec![0u8; HEADER + reply_len];
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        client.write_all(&req)?;
+        client.read_exact(&mut reply)?;
+        samples.push(t.elapsed());
+    }
+    drop(client);
+    echo.join()
+        .map_err(|_| std::io::Error::other("TCP echo thread panicked"))??;
+    Ok(Latency::from_samples(samples))
+}
+
+/// Request/answer pairs of 48 bytes each way with `depth` requests in flight: messages per
+/// second (the baseline for event delivery with queued control requests).
+pub(crate) fn message_rate(depth: usize, duration: Duration) -> std::io::Result<f64> {
+    let (mut client, mut server) = pair()?;
+    let echo = thread::spawn(move || -> std::io::Result<()> {
+        let mut req = [0u8; HEADER];
+        loop {
+            match server.read_exact(&mut req) {
+                Ok(()) => server.write_all(&req)?,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    let msg = [0u8; HEADER];
+    let mut reply = [0u8; HEADER];
+    for _ in 0..depth {
+        client.write_all(&msg)?;
+    }
+    let start = Instant::now();
+    let mut done = 0u64;
+    while start.elapsed() < duration {
+        client.read_exact(&mut reply)?;
+        done += 1;
+        client.write_all(&msg)?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    for _ in 0..depth {
+        client.read_exact(&mut reply)?;
+    }
+    drop(client);
+    echo.join()
+        .map_err(|_| std::io::Error::other("TCP echo thread panicked"))??;
+    Ok(done as f64 / seconds)
+}
