@@ -14,7 +14,7 @@
 # Knobs (run-guest.sh --env KEY=VALUE):
 #   CMP_SPEEDS        default "high super"
 #   CMP_PATTERNS      default "0 1"
-#   CMP_SETS          length:vary, default "1024:512 1000:500"
+#   CMP_SETS          length:vary, default "1024:512 1000:500 2048:1024"
 #   CMP_ITERATIONS    default 20
 #   CMP_CASES         default 0-14,17-21,24,27-29
 #   BENCH_ITERATIONS  default 200 ("0" skips the benchmark)
@@ -24,7 +24,7 @@ conformance_setup
 
 CMP_SPEEDS=${CMP_SPEEDS:-high super}
 CMP_PATTERNS=${CMP_PATTERNS:-0 1}
-CMP_SETS=${CMP_SETS:-1024:512 1000:500}
+CMP_SETS=${CMP_SETS:-1024:512 1000:500 2048:1024}
 CMP_ITERATIONS=${CMP_ITERATIONS:-20}
 CMP_CASES=${CMP_CASES:-0-14,17-21,24,27-29}
 BENCH_ITERATIONS=${BENCH_ITERATIONS:-200}
@@ -36,6 +36,9 @@ incomplete=0
 t0=$(uptime_s)
 elapsed_since() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }'; }
 
+# Kernel messages would interleave with the result lines on the console: keep them in the
+# ring buffer and print the errors at the end.
+dmesg -n 1
 load_modules configfs usb-common usbcore udc-core usbip-core vhci-hcd usbtest libcomposite \
   usb_f_ss_lb usbip-vudc || conformance_exit 10
 echo -1 >/sys/module/usbtest/parameters/alt
@@ -151,5 +154,6 @@ if [ "$BENCH_ITERATIONS" != 0 ]; then
   say "benchmark took $(elapsed_since "$tb") s"
 fi
 
+dmesg | grep -E 'usbtest|usb [0-9-]+:' | grep -E 'fail|error' | tail -40
 say "total $(elapsed_since "$t0") s, $incomplete incomplete runs"
 if [ "$incomplete" -eq 0 ]; then conformance_exit 0; else conformance_exit 1; fi
