@@ -410,6 +410,7 @@ impl WriteCtx {
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(&u.unlink_seqnum);
         let cancelled = was_pending && self.port.unlink(UrbId(u64::from(u.unlink_seqnum)));
+        tracing::debug!(seqnum = u.unlink_seqnum, was_pending, cancelled, "CMD_UNLINK");
         let status = if cancelled {
             self.pending
                 .lock()
