@@ -1,0 +1,23 @@
+//! Harnesses behind usbfn's fuzz targets, and the seeds of their corpora.
+//!
+//! Each `fuzz_targets/<name>.rs` is one line calling into a module here, so the same code
+//! also runs under `cargo test` (replaying the committed corpus) and from the seed generator
+//! (`cargo run --bin gen-corpus` rewrites `corpus/`).
+//!
+//! | target | input | harness |
+//! |---|---|---|
+//! | `usbip_server` | bytes a host sends the server: op request, then URB commands | [`usbip::server_stream`] |
+//! | `usbip_client` | bytes a server sends our client, after some URBs were submitted | [`usbip::client_stream`] |
+//! | `core_events` | a script of bus and service calls on the sans-IO `Device` (`arbitrary`) | [`core_ops::run`] |
+//! | `config_toml` | a device configuration file | [`config::run`] |
+//! | `descriptors` | descriptor bytes (GET_DESCRIPTOR answers, registry blobs) and setup packets | [`descriptors::run`] |
+//!
+//! The harnesses check more than "no panic": decoded messages re-encode to themselves,
+//! buffers stay within the configured limits, every URB and service transfer the device
+//! accepts completes exactly once, and generated descriptors parse back.
+
+pub mod config;
+pub mod core_ops;
+pub mod descriptors;
+pub mod seeds;
+pub mod usbip;
