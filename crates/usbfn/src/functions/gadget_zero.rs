@@ -286,7 +286,18 @@ fn pattern_byte(i: usize, mps: usize) -> u8 {
 /// The offset of the first byte that breaks the pattern.
 pub fn first_mismatch(pattern: Pattern, data: &[u8], mps: usize) -> Option<usize> {
     match pattern {
-        Pattern::Zeros => data.iter().position(|b| *b != 0),
+        Pattern::Zeros => {
+            // OR whole blocks together first (the compiler vectorizes it), then look for the
+            // byte inside the first block that is not all zeros: the sink keeps up with
+            // gigabytes per second.
+            const BLOCK: usize = 64;
+            let block = data
+                .chunks(BLOCK)
+                .position(|c| c.iter().fold(0u8, |acc, b| acc | b) != 0)?;
+            let start = block * BLOCK;
+            let at = data.get(start..)?.iter().position(|b| *b != 0)?;
+            Some(start + at)
+        }
         Pattern::Mod63 => data
             .iter()
             .enumerate()
@@ -308,6 +319,19 @@ mod tests {
         assert_eq!(first_mismatch(Pattern::Mod63, &p, 512), None);
         assert_eq!(first_mismatch(Pattern::Mod63, &p, 64), Some(64));
         assert_eq!(first_mismatch(Pattern::Zeros, &[0, 0, 1], 64), Some(2));
+    }
+
+    #[test]
+    fn zero_check_finds_the_first_non_zero_byte_across_blocks() {
+        let mut zeros = vec![0u8; 1000];
+        assert_eq!(first_mismatch(Pattern::Zeros, &zeros, 64), None);
+        assert_eq!(first_mismatch(Pattern::Zeros, &[], 64), None);
+        zeros[999] = 1;
+        assert_eq!(first_mismatch(Pattern::Zeros, &zeros, 64), Some(999));
+        zeros[777] = 5;
+        assert_eq!(first_mismatch(Pattern::Zeros, &zeros, 64), Some(777));
+        zeros[0] = 2;
+        assert_eq!(first_mismatch(Pattern::Zeros, &zeros, 64), Some(0));
     }
 
     #[test]
