@@ -47,6 +47,19 @@ def outcome(result):
     return f"FAIL {m.group(1)}" if m else r
 
 
+CHECK = re.compile(r"^check (?P<name>[\w-]+): (?P<verdict>pass|FAIL)(?P<detail>.*)$")
+
+
+def parse_checks(path):
+    checks = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for raw in f:
+            m = CHECK.match(raw.strip().replace("\r", ""))
+            if m:
+                checks.append((m["name"], m["verdict"], m["detail"].strip()))
+    return checks
+
+
 def parse(path):
     results = {}
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -67,6 +80,14 @@ def main():
     results = parse(log)
     sets = sorted({label[len("usbfn-"):] for (label, _) in results if label.startswith("usbfn-")})
     passed = failed = hcd_only = 0
+    checks = parse_checks(log)
+    for name, verdict, detail in checks:
+        print(f"check {name}: {verdict} {detail}".rstrip())
+        passed += verdict == "pass"
+        failed += verdict != "pass"
+    if not checks:
+        print("check usbip-list / sysfs-vid-pid: missing from the log")
+        failed += 1
     print(f"{'parameter set':<16} {'case':>4}  {'kernel dummy_hcd':<18} {'kernel usbip-vudc':<18} {'usbfn':<18} verdict")
     for s in sets:
         labels = (f"usbfn-{s}", f"kernel-{s}", f"vudc-{s}")

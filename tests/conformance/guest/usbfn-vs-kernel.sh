@@ -80,6 +80,32 @@ dummy_load() { # SPEED
   esac
 }
 
+# The stock tools first: `usbip list -r` shows usbfn's device and `usbip attach` makes the
+# kernel enumerate it with the right VID:PID. Lines "check NAME: pass|FAIL detail".
+check() { if [ "$2" = 0 ]; then echo "check $1: pass"; else echo "check $1: FAIL $3"; fi; }
+usbfn_start high 0
+sleep 0.5
+list=$(usbip list -r 127.0.0.1 2>&1)
+echo "$list"
+echo "$list" | grep -q '1-1: .*(0525:a4a0)'
+check usbip-list $? "usbip list -r did not show 1-1 (0525:a4a0)"
+if usbip_attach_local 1-1 10 && wait_usbtest_bound 10; then
+  found=""
+  for d in /sys/bus/usb/devices/*; do
+    [ -f "$d/idVendor" ] || continue
+    if [ "$(cat "$d/idVendor"):$(cat "$d/idProduct")" = 0525:a4a0 ]; then
+      found="$d speed $(cat "$d/speed") product $(cat "$d/product" 2>/dev/null)"
+    fi
+  done
+  echo "sysfs: $found"
+  [ -n "$found" ]
+  check sysfs-vid-pid $? "no 0525:a4a0 under /sys/bus/usb/devices"
+  usbip port
+else
+  check sysfs-vid-pid 1 "usbip attach failed"
+fi
+usbfn_stop
+
 for speed in $CMP_SPEEDS; do
   ts=$(uptime_s)
   dummy_load "$speed" || { say "cannot load dummy_hcd for $speed"; incomplete=$((incomplete + 1)); continue; }
