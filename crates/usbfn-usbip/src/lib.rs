@@ -6,6 +6,7 @@
 //!   for integration tests, the CLI (`usbfn list`, `usbfn probe`) and benchmarks.
 #![forbid(unsafe_code)]
 
+mod batch;
 pub mod client;
 pub mod proto;
 pub mod server;

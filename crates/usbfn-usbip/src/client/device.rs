@@ -9,15 +9,21 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::ClientError;
+use crate::batch::WriteBatch;
 use crate::proto::{
     ClientCodec, CmdSubmit, CmdUnlink, Direction, IsoPacketDescriptor, Limits, ProtoError, Reply,
     RetSubmit, TransferFlags, UsbDevice,
 };
+
+/// Bytes of CMD_SUBMIT headers encoded per allocation.
+const HEADER_ARENA: usize = 64 * crate::proto::HEADER_LEN;
+/// The writer stops coalescing queued messages at this many bytes and writes.
+const WRITE_BATCH: usize = 256 * 1024;
 
 /// A URB to submit. Build one with the constructors, adjust fields as needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,8 +99,11 @@ struct State {
     next_seqnum: u32,
     submits: HashMap<u32, SubmitWaiter>,
     unlinks: HashMap<u32, oneshot::Sender<Result<i32, ClientError>>>,
-    /// Queue to the writer task; `None` once the connection is down.
+    /// Queue to the writer task; `None` once the connection is down. A message may come in
+    /// several parts (header, then data), sent back to back under the state lock.
     tx: Option<mpsc::UnboundedSender<Bytes>>,
+    /// CMD_SUBMIT headers are encoded here and split off, so they share allocations.
+    headers: BytesMut,
     /// Why the connection is down.
     failure: Option<ClientError>,
     writer: Option<AbortHandle>,
@@ -319,6 +328,7 @@ impl ImportedDevice {
                 submits: HashMap::new(),
                 unlinks: HashMap::new(),
                 tx: Some(tx),
+                headers: BytesMut::with_capacity(HEADER_ARENA),
                 failure: None,
                 writer: None,
             }),
@@ -366,10 +376,13 @@ impl ImportedDevice {
         st.check_up()?;
         let seqnum = st.alloc_seqnum();
         let cmd = urb.to_cmd(seqnum, self.devid())?;
-        let mut buf = BytesMut::with_capacity(cmd.encoded_len());
-        st.codec
-            .encode_submit(&cmd, &mut buf)
-            .map_err(ClientError::InvalidArgument)?;
+        let header = {
+            let State { codec, headers, .. } = &mut *st;
+            codec
+                .encode_submit_header(&cmd, headers)
+                .map_err(ClientError::InvalidArgument)?;
+            headers.split().freeze()
+        };
         let (tx, rx) = oneshot::channel();
         st.submits.insert(
             seqnum,
@@ -379,7 +392,18 @@ impl ImportedDevice {
                 ep: urb.ep,
             },
         );
-        st.send(buf.freeze())?;
+        // The data goes to the socket from the caller's buffer, not copied into the message.
+        st.send(header)?;
+        if !cmd.data.is_empty() {
+            st.send(cmd.data.clone())?;
+        }
+        if !cmd.iso.is_empty() {
+            let mut iso = BytesMut::with_capacity(
+                cmd.iso.len() * crate::proto::urb::ISO_PACKET_DESCRIPTOR_LEN,
+            );
+            cmd.encode_iso(&mut iso);
+            st.send(iso.freeze())?;
+        }
         tracing::trace!(seqnum, ep = urb.ep, direction = ?urb.direction, "CMD_SUBMIT");
         Ok(PendingUrb { seqnum, rx })
     }
@@ -546,24 +570,21 @@ where
     shared.fail(reason);
 }
 
-async fn write_loop<W>(wr: W, mut rx: mpsc::UnboundedReceiver<Bytes>, shared: Arc<Shared>)
+async fn write_loop<W>(mut wr: W, mut rx: mpsc::UnboundedReceiver<Bytes>, shared: Arc<Shared>)
 where
     W: AsyncWrite + Unpin,
 {
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    let mut batch = WriteBatch::with_capacity(64 * 1024);
     while let Some(bytes) = rx.recv().await {
-        let mut result = wr.write_all(&bytes).await;
-        // Coalesce whatever else is queued, then flush once.
-        while result.is_ok() {
+        batch.payload(bytes);
+        // Coalesce whatever else is queued into one vectored write.
+        while batch.len() < WRITE_BATCH {
             match rx.try_recv() {
-                Ok(more) => result = wr.write_all(&more).await,
+                Ok(more) => batch.payload(more),
                 Err(_) => break,
             }
         }
-        if result.is_ok() {
-            result = wr.flush().await;
-        }
-        if let Err(e) = result {
+        if let Err(e) = batch.write_to(&mut wr).await {
             shared.fail(e.into());
             return;
         }

@@ -145,6 +145,27 @@ impl ClientCodec {
     /// Appends a CMD_SUBMIT and remembers the URB until it is answered. Refuses a seqnum
     /// still in use, more than `max_outstanding_urbs`, and lengths beyond the limits.
     pub fn encode_submit(&mut self, cmd: &CmdSubmit, dst: &mut BytesMut) -> Result<(), ProtoError> {
+        self.check_submit(cmd)?;
+        cmd.encode(dst)?;
+        self.submitted.insert(cmd.seqnum, SubmitInfo::of(cmd));
+        Ok(())
+    }
+
+    /// Like [`encode_submit`](Self::encode_submit), but appends only the 48-byte header: the
+    /// caller sends `cmd.data` and then [`CmdSubmit::encode_iso`]'s bytes right after it
+    /// (a vectored writer, without copying the data).
+    pub fn encode_submit_header(
+        &mut self,
+        cmd: &CmdSubmit,
+        dst: &mut BytesMut,
+    ) -> Result<(), ProtoError> {
+        self.check_submit(cmd)?;
+        cmd.encode_header(dst)?;
+        self.submitted.insert(cmd.seqnum, SubmitInfo::of(cmd));
+        Ok(())
+    }
+
+    fn check_submit(&self, cmd: &CmdSubmit) -> Result<(), ProtoError> {
         const M: &str = "CMD_SUBMIT";
         if self.is_outstanding(cmd.seqnum) {
             return Err(ProtoError::DuplicateSeqnum {
@@ -179,8 +200,6 @@ impl ClientCodec {
                 max: self.limits.max_iso_packets as u64,
             });
         }
-        cmd.encode(dst)?;
-        self.submitted.insert(cmd.seqnum, SubmitInfo::of(cmd));
         Ok(())
     }
 

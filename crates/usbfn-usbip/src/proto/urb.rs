@@ -189,6 +189,17 @@ impl CmdSubmit {
     /// Appends the message. Fails (appending nothing) when `data` or `iso` disagree with the
     /// header fields, or `transfer_buffer_length` does not fit the signed wire field.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), ProtoError> {
+        self.encode_header(dst)?;
+        dst.reserve(self.encoded_len() - HEADER_LEN);
+        dst.put_slice(&self.data);
+        self.encode_iso(dst);
+        Ok(())
+    }
+
+    /// Appends only the 48-byte header of [`encode`](Self::encode)'s message, after the same
+    /// checks, for a writer that sends `data` from its own buffer (no copy) and then
+    /// [`encode_iso`](Self::encode_iso)'s bytes. On error nothing is appended.
+    pub fn encode_header(&self, dst: &mut BytesMut) -> Result<(), ProtoError> {
         const M: &str = "CMD_SUBMIT";
         let tbl = wire_i32(M, "transfer_buffer_length", self.transfer_buffer_length)?;
         let data_expected = match self.direction {
@@ -202,7 +213,7 @@ impl CmdSubmit {
             self.iso.len(),
             iso_count(self.number_of_packets),
         )?;
-        dst.reserve(self.encoded_len());
+        dst.reserve(HEADER_LEN);
         put_basic(
             dst,
             CMD_SUBMIT,
@@ -217,11 +228,14 @@ impl CmdSubmit {
         dst.put_i32(self.number_of_packets);
         dst.put_i32(self.interval);
         dst.put_slice(&self.setup);
-        dst.put_slice(&self.data);
+        Ok(())
+    }
+
+    /// Appends the iso descriptors, which follow the data on the wire.
+    pub fn encode_iso(&self, dst: &mut BytesMut) {
         for d in &self.iso {
             d.encode(dst);
         }
-        Ok(())
     }
 
     /// Decodes a CMD_SUBMIT from the front of `buf` (server side).
@@ -287,6 +301,21 @@ impl RetSubmit {
     /// replies none; `iso` must hold `number_of_packets` descriptors when that is positive;
     /// the status must be 0 or negative. On error nothing is appended.
     pub fn encode(&self, direction: Direction, dst: &mut BytesMut) -> Result<(), ProtoError> {
+        self.encode_header(direction, dst)?;
+        dst.reserve(self.data.len() + self.iso.len() * ISO_PACKET_DESCRIPTOR_LEN);
+        dst.put_slice(&self.data);
+        self.encode_iso(dst);
+        Ok(())
+    }
+
+    /// Appends only the 48-byte header of [`encode`](Self::encode)'s message, after the same
+    /// checks, for a writer that sends `data` from its own buffer (no copy) and then
+    /// [`encode_iso`](Self::encode_iso)'s bytes. On error nothing is appended.
+    pub fn encode_header(
+        &self,
+        direction: Direction,
+        dst: &mut BytesMut,
+    ) -> Result<(), ProtoError> {
         const M: &str = "RET_SUBMIT";
         let actual_length = wire_i32(M, "actual_length", self.actual_length)?;
         check_status(M, self.seqnum, self.status)?;
@@ -302,7 +331,7 @@ impl RetSubmit {
             self.iso.len(),
             iso_count(self.number_of_packets),
         )?;
-        dst.reserve(HEADER_LEN + self.data.len() + self.iso.len() * ISO_PACKET_DESCRIPTOR_LEN);
+        dst.reserve(HEADER_LEN);
         put_basic(dst, RET_SUBMIT, self.seqnum, 0, 0, 0);
         dst.put_i32(self.status);
         dst.put_i32(actual_length);
@@ -310,11 +339,15 @@ impl RetSubmit {
         dst.put_i32(self.number_of_packets);
         dst.put_i32(self.error_count);
         dst.put_bytes(0, 8);
-        dst.put_slice(&self.data);
+        Ok(())
+    }
+
+    /// Appends the iso descriptors, which follow the data on the wire (nothing for other
+    /// transfer types).
+    pub fn encode_iso(&self, dst: &mut BytesMut) {
         for d in &self.iso {
             d.encode(dst);
         }
-        Ok(())
     }
 
     /// Decodes a RET_SUBMIT answering the URB described by `submitted` (client side).
