@@ -65,4 +65,7 @@ pub use types::{
 };
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test indexes are small
+mod pipe_model;
+#[cfg(test)]
 mod tests;

@@ -1,0 +1,538 @@
+//! Standard requests answered by the core, and setup forwarding to services.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use usbfn_wire::{Direction, Recipient, RequestType, SetupPacket, StandardRequest};
+
+use super::*;
+use crate::*;
+
+#[test]
+fn halt_and_clear_from_the_host() {
+    let mut h = SimHost::new(GZ, BusSpeed::High);
+    h.set_configuration(1);
+    let halt = std_out(StandardRequest::SET_FEATURE, Recipient::Endpoint, 0, 0x81);
+    assert!(h.control_now(halt, &[]).status.is_success());
+    let status = h.control_now(
+        std_in(StandardRequest::GET_STATUS, Recipient::Endpoint, 0, 0x81, 2),
+        &[],
+    );
+    assert_eq!(&status.data[..], &[1, 0]);
+    assert!(h.dev.get_pipe_state(F0, PipeId(1)).expect("state"));
+    h.bulk_in(1, 512);
+    assert_eq!(
+        h.dev.poll_urb_completion().map(|c| c.status),
+        Some(CompletionStatus::Stall)
+    );
+    let clear = std_out(StandardRequest::CLEAR_FEATURE, Recipient::Endpoint, 0, 0x81);
+    assert!(h.control_now(clear, &[]).status.is_success());
+    assert_eq!(h.dev.pipe_status(PipeId(1)), Some((false, false)));
+    // A nonexistent endpoint stalls.
+    let bad = std_in(StandardRequest::GET_STATUS, Recipient::Endpoint, 0, 0x85, 2);
+    assert_eq!(h.control_now(bad, &[]).status, CompletionStatus::Stall);
+}
+
+#[test]
+fn service_stall_is_seen_by_the_host() {
+    let mut h = SimHost::new(GZ, BusSpeed::High);
+    h.set_configuration(1);
+    h.dev.set_pipe_state(F0, PipeId(2), true).expect("stall");
+    h.bulk_out(1, Bytes::from_static(b"x"));
+    assert_eq!(
+        h.dev.poll_urb_completion().map(|c| c.status),
+        Some(CompletionStatus::Stall)
+    );
+    let status = h.control_now(
+        std_in(StandardRequest::GET_STATUS, Recipient::Endpoint, 0, 0x01, 2),
+        &[],
+    );
+    assert_eq!(&status.data[..], &[1, 0]);
+}
+
+#[test]
+fn vendor_requests_go_to_the_owner_and_are_answered() {
+    let mut h = SimHost::new(GZ, BusSpeed::High);
+    h.set_configuration(1);
+    h.drain_events(F0);
+    // OUT data stage.
+    let write = SetupPacket::new(
+        Direction::Out,
+        RequestType::Vendor,
+        Recipient::Device,
+        0x5b,
+        0,
+        0,
+        4,
+    );
+    let urb = h.control(write, b"abcd");
+    assert!(
+        h.dev.poll_urb_completion().is_none(),
+        "waits for the service"
+    );
+    assert_eq!(h.drain_events(F0), vec![BusEvent::SetupPacket(write)]);
+    h.dev
+        .submit_transfer(
+            F0,
+            TransferId(1),
+            PipeId(0),
+            TransferRequest::Out { capacity: 4096 },
+        )
+        .expect("data");
+    assert_eq!(
+        h.dev.poll_transfer_completion().map(|t| t.data),
+        Some(Bytes::from_static(b"abcd"))
+    );
+    assert!(
+        h.dev.poll_urb_completion().is_none(),
+        "status stage still to come"
+    );
+    h.dev
+        .control_handshake(F0, Handshake::In)
+        .expect("handshake");
+    let c = h.dev.poll_urb_completion().expect("done");
+    assert_eq!(
+        (c.id, c.status, c.actual_length),
+        (urb, CompletionStatus::Success, 4)
+    );
+    // IN data stage, answer shorter than wLength.
+    let read = SetupPacket::new(
+        Direction::In,
+        RequestType::Vendor,
+        Recipient::Device,
+        0x5c,
+        0,
+        0,
+        64,
+    );
+    let urb = h.control(read, &[]);
+    assert_eq!(h.drain_events(F0), vec![BusEvent::SetupPacket(read)]);
+    h.dev
+        .submit_transfer(
+            F0,
+            TransferId(2),
+            PipeId(0),
+            TransferRequest::In {
+                data: Bytes::from_static(b"abcd"),
+                append_zero_packet: false,
+            },
+        )
+        .expect("in");
+    let c = h.dev.poll_urb_completion().expect("done");
+    assert_eq!((c.id, &c.data[..]), (urb, &b"abcd"[..]));
+    h.dev
+        .control_handshake(F0, Handshake::Out)
+        .expect("late handshake accepted");
+    // No data stage; stall by the service.
+    let nodata = SetupPacket::new(
+        Direction::Out,
+        RequestType::Vendor,
+        Recipient::Device,
+        0x77,
+        0,
+        0,
+        0,
+    );
+    h.control(nodata, &[]);
+    h.dev
+        .set_pipe_state(F0, PipeId(0), true)
+        .expect("stall ep0");
+    assert_eq!(
+        h.dev.poll_urb_completion().map(|c| c.status),
+        Some(CompletionStatus::Stall)
+    );
+}
+
+#[test]
+fn unanswered_setup_stalls_after_the_timeout_and_queued_requests_follow() {
+    let mut h = SimHost::new(GZ, BusSpeed::High);
+    let req = SetupPacket::new(
+        Direction::In,
+        RequestType::Vendor,
+        Recipient::Device,
+        0x5c,
+        0,
+        0,
+        8,
+    );
+    let first = h.control(req, &[]);
+    let second = h.control(
+        std_in(StandardRequest::GET_STATUS, Recipient::Device, 0, 0, 2),
+        &[],
+    );
+    assert!(h.dev.poll_urb_completion().is_none());
+    let deadline = h.dev.poll_timeout().expect("a deadline");
+    assert_eq!(deadline, h.now + Duration::from_secs(5));
+    h.dev.handle_timeout(deadline - Duration::from_millis(1));
+    assert!(h.dev.poll_urb_completion().is_none());
+    h.dev.handle_timeout(deadline);
+    let a = h.dev.poll_urb_completion().expect("stalled");
+    assert_eq!((a.id, a.status), (first, CompletionStatus::Stall));
+    let b = h.dev.poll_urb_completion().expect("next answered");
+    assert_eq!((b.id, b.status), (second, CompletionStatus::Success));
+    // A late answer is refused.
+    let err = h.dev.submit_transfer(
+        F0,
+        TransferId(9),
+        PipeId(0),
+        TransferRequest::In {
+            data: Bytes::new(),
+            append_zero_packet: false,
+        },
+    );
+    assert!(err.is_err());
+}
+
+#[test]
+fn requests_without_owner_stall() {
+    let mut h = SimHost::new(GZ, BusSpeed::High);
+    h.set_configuration(1);
+    let class_iface = SetupPacket::new(
+        Direction::In,
+        RequestType::Class,
+        Recipient::Interface,
+        1,
+        0,
+        7,
+        8,
+    );
+    assert_eq!(
+        h.control_now(class_iface, &[]).status,
+        CompletionStatus::Stall
+    );
+    let set_descriptor = std_out(
+        StandardRequest::SET_DESCRIPTOR,
+        Recipient::Device,
+        0x0100,
+        0,
+    );
+    assert_eq!(
+        h.control_now(set_descriptor, &[]).status,
+        CompletionStatus::Stall
+    );
+}
+
+#[test]
+fn set_interface_switches_endpoints_and_cancels_transfers() {
+    let mut h = SimHost::new(GZ, BusSpeed::High);
+    h.set_configuration(1);
+    h.drain_events(F0);
+    h.dev
+        .submit_transfer(
+            F0,
+            TransferId(1),
+            PipeId(1),
+            TransferRequest::In {
+                data: Bytes::from_static(b"q"),
+                append_zero_packet: false,
+            },
+        )
+        .expect("queued");
+    let set = std_out(StandardRequest::SET_INTERFACE, Recipient::Interface, 1, 0);
+    assert!(h.control_now(set, &[]).status.is_success());
+    let t = h.dev.poll_transfer_completion().expect("cancelled");
+    assert_eq!(
+        (t.id, t.status),
+        (TransferId(1), CompletionStatus::Cancelled)
+    );
+    assert_eq!(
+        h.drain_events(F0),
+        vec![BusEvent::SetInterface {
+            interface: 0,
+            alternate: 1
+        }]
+    );
+    let alt = h.control_now(
+        std_in(
+            StandardRequest::GET_INTERFACE,
+            Recipient::Interface,
+            0,
+            0,
+            1,
+        ),
+        &[],
+    );
+    assert_eq!(&alt.data[..], &[1]);
+    // The OUT endpoint does not exist in alternate 1.
+    h.bulk_out(1, Bytes::from_static(b"x"));
+    assert_eq!(
+        h.dev.poll_urb_completion().map(|c| c.status),
+        Some(CompletionStatus::Stall)
+    );
+    let bad = std_out(StandardRequest::SET_INTERFACE, Recipient::Interface, 2, 0);
+    assert_eq!(h.control_now(bad, &[]).status, CompletionStatus::Stall);
+}
+
+#[test]
+fn standard_requests_and_their_stall_cases() {
+    let mut h = SimHost::new(GZ, BusSpeed::High);
+    let get =
+        |h: &mut SimHost, r: StandardRequest, rcpt: Recipient, value: u16, index: u16, len: u16| {
+            h.control_now(std_in(r, rcpt, value, index, len), &[])
+        };
+    let set = |h: &mut SimHost, r: StandardRequest, rcpt: Recipient, value: u16, index: u16| {
+        h.control_now(std_out(r, rcpt, value, index), &[]).status
+    };
+    // Before configuration: GET_CONFIGURATION says 0; interface requests stall.
+    assert_eq!(
+        &get(
+            &mut h,
+            StandardRequest::GET_CONFIGURATION,
+            Recipient::Device,
+            0,
+            0,
+            1
+        )
+        .data[..],
+        &[0]
+    );
+    assert_eq!(
+        get(
+            &mut h,
+            StandardRequest::GET_INTERFACE,
+            Recipient::Interface,
+            0,
+            0,
+            1
+        )
+        .status,
+        CompletionStatus::Stall
+    );
+    assert_eq!(
+        set(
+            &mut h,
+            StandardRequest::SET_CONFIGURATION,
+            Recipient::Device,
+            7,
+            0
+        ),
+        CompletionStatus::Stall
+    );
+    assert_eq!(
+        set(
+            &mut h,
+            StandardRequest::SET_ADDRESS,
+            Recipient::Device,
+            128,
+            0
+        ),
+        CompletionStatus::Stall
+    );
+    // Device status: not self-powered, remote wakeup not supported (so its feature stalls).
+    assert_eq!(
+        &get(
+            &mut h,
+            StandardRequest::GET_STATUS,
+            Recipient::Device,
+            0,
+            0,
+            2
+        )
+        .data[..],
+        &[0, 0]
+    );
+    assert_eq!(
+        set(
+            &mut h,
+            StandardRequest::SET_FEATURE,
+            Recipient::Device,
+            1,
+            0
+        ),
+        CompletionStatus::Stall
+    );
+    // TEST_MODE: selectors 1..=5 in wIndex's high byte.
+    assert!(
+        set(
+            &mut h,
+            StandardRequest::SET_FEATURE,
+            Recipient::Device,
+            2,
+            0x0400
+        )
+        .is_success()
+    );
+    assert_eq!(
+        set(
+            &mut h,
+            StandardRequest::SET_FEATURE,
+            Recipient::Device,
+            2,
+            0x0900
+        ),
+        CompletionStatus::Stall
+    );
+    assert_eq!(
+        set(
+            &mut h,
+            StandardRequest::CLEAR_FEATURE,
+            Recipient::Device,
+            2,
+            0x0400
+        ),
+        CompletionStatus::Stall
+    );
+    assert!(set(&mut h, StandardRequest::SET_SEL, Recipient::Device, 0, 0).is_success());
+    h.set_configuration(1);
+    assert_eq!(
+        &get(
+            &mut h,
+            StandardRequest::GET_CONFIGURATION,
+            Recipient::Device,
+            0,
+            0,
+            1
+        )
+        .data[..],
+        &[1]
+    );
+    assert_eq!(
+        &get(
+            &mut h,
+            StandardRequest::GET_STATUS,
+            Recipient::Interface,
+            0,
+            0,
+            2
+        )
+        .data[..],
+        &[0, 0]
+    );
+    assert_eq!(
+        get(
+            &mut h,
+            StandardRequest::GET_STATUS,
+            Recipient::Interface,
+            0,
+            3,
+            2
+        )
+        .status,
+        CompletionStatus::Stall
+    );
+    assert_eq!(
+        &get(
+            &mut h,
+            StandardRequest::GET_STATUS,
+            Recipient::Endpoint,
+            0,
+            0x80,
+            2
+        )
+        .data[..],
+        &[0, 0]
+    );
+    assert_eq!(
+        get(
+            &mut h,
+            StandardRequest::SYNCH_FRAME,
+            Recipient::Endpoint,
+            0,
+            0x81,
+            2
+        )
+        .status,
+        CompletionStatus::Stall
+    );
+    assert_eq!(
+        set(
+            &mut h,
+            StandardRequest::SET_FEATURE,
+            Recipient::Interface,
+            0,
+            0
+        ),
+        CompletionStatus::Stall
+    );
+    assert_eq!(
+        get(
+            &mut h,
+            StandardRequest::GET_STATUS,
+            Recipient::Other,
+            0,
+            0,
+            2
+        )
+        .status,
+        CompletionStatus::Stall
+    );
+    // SET_CONFIGURATION(0) unconfigures.
+    assert!(
+        set(
+            &mut h,
+            StandardRequest::SET_CONFIGURATION,
+            Recipient::Device,
+            0,
+            0
+        )
+        .is_success()
+    );
+    assert_eq!(
+        (h.dev.state(), h.dev.configuration_value()),
+        (DeviceState::Addressed, None)
+    );
+}
+
+#[test]
+fn remote_wakeup_feature_when_supported() {
+    let config = GZ.replace(
+        "serial = \"0123456789\"",
+        "serial = \"0123456789\"\nremote_wakeup = true\nself_powered = true",
+    );
+    let mut h = SimHost::new(&config, BusSpeed::High);
+    let status = std_in(StandardRequest::GET_STATUS, Recipient::Device, 0, 0, 2);
+    assert_eq!(
+        &h.control_now(status, &[]).data[..],
+        &[1, 0],
+        "self-powered"
+    );
+    assert!(
+        h.control_now(
+            std_out(StandardRequest::SET_FEATURE, Recipient::Device, 1, 0),
+            &[]
+        )
+        .status
+        .is_success()
+    );
+    assert_eq!(
+        &h.control_now(status, &[]).data[..],
+        &[3, 0],
+        "self-powered + remote wakeup"
+    );
+    assert!(
+        h.control_now(
+            std_out(StandardRequest::CLEAR_FEATURE, Recipient::Device, 1, 0),
+            &[]
+        )
+        .status
+        .is_success()
+    );
+    assert_eq!(&h.control_now(status, &[]).data[..], &[1, 0]);
+}
+
+#[test]
+fn forwarded_setup_without_data_stage_is_acknowledged_by_the_handshake() {
+    let mut h = SimHost::new(GZ, BusSpeed::High);
+    h.set_configuration(1);
+    h.drain_events(F0);
+    let class = SetupPacket::new(
+        Direction::Out,
+        RequestType::Class,
+        Recipient::Interface,
+        0x0a,
+        0,
+        0,
+        0,
+    );
+    let urb = h.control(class, &[]);
+    assert_eq!(h.drain_events(F0), vec![BusEvent::SetupPacket(class)]);
+    assert!(h.dev.poll_urb_completion().is_none());
+    h.dev
+        .control_handshake(F0, Handshake::Out)
+        .expect("documented name");
+    let c = h.dev.poll_urb_completion().expect("done");
+    assert_eq!(
+        (c.id, c.status, c.actual_length),
+        (urb, CompletionStatus::Success, 0)
+    );
+}
