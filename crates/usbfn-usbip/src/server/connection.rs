@@ -3,12 +3,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use usbfn::{BusOutput, BusPort, CompletionStatus, Error as UsbfnError, UrbCompletion};
 use usbfn_core::{Urb, UrbId};
 use usbfn_wire::SetupPacket;
@@ -30,6 +32,16 @@ pub(crate) enum ConnectionError {
     Limit(String),
     #[error("peer closed the connection in the middle of a message ({0} bytes buffered)")]
     Truncated(usize),
+    #[error(
+        "peer stalled for {timeout:?} in the middle of {what} ({buffered} bytes buffered; idle_timeout)"
+    )]
+    IdleTimeout {
+        what: &'static str,
+        buffered: usize,
+        timeout: Duration,
+    },
+    #[error("peer took no replies for {timeout:?} ({pending} bytes unsent; idle_timeout)")]
+    WriteTimeout { pending: usize, timeout: Duration },
 }
 
 /// Bytes read from the socket at a time.
@@ -46,8 +58,11 @@ pub(crate) async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     let (mut reader, mut writer) = stream.into_split();
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    // Op phase.
+    let idle = server.options.idle_timeout;
+    // An op request is at most 40 bytes: no need for the URB phase's read buffer yet.
+    let mut buf = BytesMut::with_capacity(64);
+    // Op phase: the whole request must arrive within `idle` of connecting.
+    let deadline = deadline_after(idle);
     let request = loop {
         if let Some(r) = OpRequest::decode(&mut buf)? {
             break r;
@@ -57,6 +72,13 @@ pub(crate) async fn run(
                 if n? == 0 {
                     return if buf.is_empty() { Ok(()) } else { Err(ConnectionError::Truncated(buf.len())) };
                 }
+            }
+            () = sleep_until(deadline) => {
+                return Err(ConnectionError::IdleTimeout {
+                    what: "the op request",
+                    buffered: buf.len(),
+                    timeout: idle,
+                });
             }
             _ = stop.changed() => return Ok(()),
         }
@@ -76,29 +98,29 @@ pub(crate) async fn run(
                 devices,
             }
             .encode(&mut out)?;
-            writer.write_all(&out).await?;
+            write_within(&mut writer, &out, idle).await?;
             writer.shutdown().await?;
             Ok(())
         }
         OpRequest::Import { busid } => {
             let Some(export) = server.exports.iter().find(|e| e.busid == busid).cloned() else {
                 tracing::info!(%peer, %busid, "OP_REQ_IMPORT of an unknown busid");
-                return reply_import_error(&mut writer, OpStatus::NODEV).await;
+                return reply_import_error(&mut writer, OpStatus::NODEV, idle).await;
             };
             if !export.controller.is_ready() {
                 tracing::info!(%peer, %busid, "OP_REQ_IMPORT refused: the device's services are not active");
-                return reply_import_error(&mut writer, OpStatus::NA).await;
+                return reply_import_error(&mut writer, OpStatus::NA, idle).await;
             }
             let port = claim(&export);
             let port = match port {
                 Ok(Some(port)) => port,
                 Ok(None) => {
                     tracing::info!(%peer, %busid, "OP_REQ_IMPORT refused: already imported");
-                    return reply_import_error(&mut writer, OpStatus::DEV_BUSY).await;
+                    return reply_import_error(&mut writer, OpStatus::DEV_BUSY, idle).await;
                 }
                 Err(e) => {
                     tracing::warn!(%peer, %busid, error = %e, "import failed");
-                    return reply_import_error(&mut writer, OpStatus::DEV_ERR).await;
+                    return reply_import_error(&mut writer, OpStatus::DEV_ERR, idle).await;
                 }
             };
             let _imported = ImportGuard(export.clone());
@@ -108,7 +130,7 @@ pub(crate) async fn run(
                 device: Some(device.clone()),
             }
             .encode(&mut out)?;
-            writer.write_all(&out).await?;
+            write_within(&mut writer, &out, idle).await?;
             tracing::info!(%peer, %busid, speed = %export.speed, "device imported");
             let result = urb_phase(server, device, port, reader, writer, buf, stop).await;
             tracing::info!(%peer, %busid, "device released");
@@ -144,6 +166,7 @@ impl Drop for ImportGuard {
 async fn reply_import_error(
     writer: &mut OwnedWriteHalf,
     status: OpStatus,
+    idle: Duration,
 ) -> Result<(), ConnectionError> {
     let mut out = BytesMut::new();
     OpReply::Import {
@@ -151,9 +174,38 @@ async fn reply_import_error(
         device: None,
     }
     .encode(&mut out)?;
-    writer.write_all(&out).await?;
+    write_within(writer, &out, idle).await?;
     writer.shutdown().await?;
     Ok(())
+}
+
+/// `now + timeout`, or `None` (never) when that is beyond what the clock can express.
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// Sleeps until `deadline`; forever when there is none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes all of `bytes`, failing with [`ConnectionError::WriteTimeout`] when the peer does
+/// not take them within `timeout` (it stopped reading).
+async fn write_within(
+    writer: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), ConnectionError> {
+    tokio::select! {
+        r = writer.write_all(bytes) => Ok(r?),
+        () = sleep_until(deadline_after(timeout)) => Err(ConnectionError::WriteTimeout {
+            pending: bytes.len(),
+            timeout,
+        }),
+    }
 }
 
 async fn read_more(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
@@ -163,8 +215,36 @@ async fn read_more(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::R
     reader.read_buf(buf).await
 }
 
-/// URBs the connection has accepted and not yet answered, by seqnum.
-type Pending = Arc<Mutex<HashMap<u32, SubmittedUrb>>>;
+/// URBs the connection has accepted and not yet answered, by seqnum, and their bytes.
+#[derive(Debug, Default)]
+struct PendingUrbs {
+    urbs: HashMap<u32, SubmittedUrb>,
+    /// Sum of `transfer_buffer_length` over `urbs` (checked against
+    /// `ServerOptions::max_outstanding_bytes`).
+    bytes: usize,
+}
+
+impl PendingUrbs {
+    fn insert(&mut self, urb: SubmittedUrb) {
+        self.bytes = self.bytes.saturating_add(urb_bytes(&urb));
+        if let Some(old) = self.urbs.insert(urb.seqnum, urb) {
+            // The caller refuses reused seqnums first; keep the count right regardless.
+            self.bytes = self.bytes.saturating_sub(urb_bytes(&old));
+        }
+    }
+
+    fn remove(&mut self, seqnum: u32) -> Option<SubmittedUrb> {
+        let urb = self.urbs.remove(&seqnum)?;
+        self.bytes = self.bytes.saturating_sub(urb_bytes(&urb));
+        Some(urb)
+    }
+}
+
+fn urb_bytes(urb: &SubmittedUrb) -> usize {
+    usize::try_from(urb.transfer_buffer_length).unwrap_or(usize::MAX)
+}
+
+type Pending = Arc<Mutex<PendingUrbs>>;
 
 #[allow(clippy::too_many_arguments)] // the pieces of one connection, handed over once
 async fn urb_phase(
@@ -182,6 +262,7 @@ async fn urb_phase(
     let (unlink_tx, unlink_rx) = mpsc::channel(UNLINK_QUEUE);
     let limits = server.options.limits;
     let tap = server.options.tap.clone();
+    let idle = server.options.idle_timeout;
     let read = read_loop(ReadCtx {
         codec: ServerCodec::new(limits),
         reader,
@@ -191,6 +272,8 @@ async fn urb_phase(
         unlinks: unlink_tx,
         device: device.clone(),
         max_outstanding: limits.max_outstanding_urbs,
+        max_outstanding_bytes: server.options.max_outstanding_bytes,
+        idle,
         tap: tap.clone(),
     });
     let write = write_loop(WriteCtx {
@@ -200,6 +283,7 @@ async fn urb_phase(
         port: port.clone(),
         pending,
         device,
+        idle,
         tap,
     });
     tokio::select! {
@@ -221,12 +305,19 @@ struct ReadCtx {
     unlinks: mpsc::Sender<CmdUnlink>,
     device: UsbDevice,
     max_outstanding: usize,
+    max_outstanding_bytes: usize,
+    idle: Duration,
     tap: Option<Arc<dyn super::UrbTap>>,
 }
 
 async fn read_loop(mut cx: ReadCtx) -> Result<(), ConnectionError> {
+    // When the first byte of the message at the front of `buf` arrived (None: `buf` is
+    // empty, the host is between messages and may stay there as long as it likes).
+    let mut partial_since: Option<Instant> = None;
     loop {
+        let mut decoded = false;
         while let Some(cmd) = cx.codec.decode(&mut cx.buf)? {
+            decoded = true;
             match cmd {
                 Command::Submit(cmd) => cx.submit(cmd)?,
                 Command::Unlink(cmd) => {
@@ -236,7 +327,25 @@ async fn read_loop(mut cx: ReadCtx) -> Result<(), ConnectionError> {
                 }
             }
         }
-        if read_more(&mut cx.reader, &mut cx.buf).await? == 0 {
+        partial_since = match partial_since {
+            _ if cx.buf.is_empty() => None,
+            // What is left arrived with the last read, after the message before it.
+            Some(_) if decoded => Some(Instant::now()),
+            Some(since) => Some(since),
+            None => Some(Instant::now()),
+        };
+        let deadline = partial_since.and_then(|since| since.checked_add(cx.idle));
+        let n = tokio::select! {
+            n = read_more(&mut cx.reader, &mut cx.buf) => n?,
+            () = sleep_until(deadline), if deadline.is_some() => {
+                return Err(ConnectionError::IdleTimeout {
+                    what: "a URB message",
+                    buffered: cx.buf.len(),
+                    timeout: cx.idle,
+                });
+            }
+        };
+        if n == 0 {
             return if cx.buf.is_empty() {
                 Ok(())
             } else {
@@ -259,20 +368,27 @@ impl ReadCtx {
         };
         {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            if pending.len() >= self.max_outstanding {
+            if pending.urbs.len() >= self.max_outstanding {
                 return Err(ConnectionError::Limit(format!(
                     "{} URBs outstanding on one connection (max_outstanding_urbs {})",
-                    pending.len() + 1,
+                    pending.urbs.len() + 1,
                     self.max_outstanding
                 )));
             }
-            if pending.contains_key(&cmd.seqnum) {
+            let bytes = pending.bytes.saturating_add(urb_bytes(&record));
+            if bytes > self.max_outstanding_bytes {
+                return Err(ConnectionError::Limit(format!(
+                    "{bytes} bytes of URBs outstanding on one connection (max_outstanding_bytes {})",
+                    self.max_outstanding_bytes
+                )));
+            }
+            if pending.urbs.contains_key(&cmd.seqnum) {
                 return Err(ConnectionError::Limit(format!(
                     "CMD_SUBMIT reuses seqnum {} of a pending URB",
                     cmd.seqnum
                 )));
             }
-            pending.insert(cmd.seqnum, record);
+            pending.insert(record);
         }
         if let Some(tap) = &self.tap {
             tap.submit(&self.device, &cmd);
@@ -322,38 +438,49 @@ struct WriteCtx {
     port: Arc<BusPort>,
     pending: Pending,
     device: UsbDevice,
+    idle: Duration,
     tap: Option<Arc<dyn super::UrbTap>>,
 }
 
 async fn write_loop(mut cx: WriteCtx) -> Result<(), ConnectionError> {
     let mut out = BytesMut::with_capacity(WRITE_BATCH);
     loop {
+        let mut disconnect = false;
         tokio::select! {
+            // Unlinks first: the host waits for each one (usb_kill_urb), and a device that
+            // completes URBs faster than the socket drains would otherwise starve them.
+            // Answering one while completions are queued is safe: `unlink` sends a queued
+            // RET_SUBMIT before the RET_UNLINK that says it went out.
             biased;
-            c = cx.completions.recv() => match c {
-                Some(BusOutput::Completion(c)) => cx.ret_submit(c, &mut out)?,
-                Some(BusOutput::Disconnect) | None => {
-                    tracing::info!("the device's service went away: disconnecting the host");
-                    cx.writer.write_all(&out).await?;
-                    let _ = cx.writer.shutdown().await;
-                    return Ok(());
-                }
-            },
             u = cx.unlinks.recv() => match u {
-                Some(u) => cx.unlink(u, &mut out)?,
+                Some(u) => disconnect = cx.unlink(u, &mut out)?,
                 None => return Ok(()),
             },
+            c = cx.completions.recv() => match c {
+                Some(BusOutput::Completion(c)) => cx.ret_submit(c, &mut out)?,
+                Some(BusOutput::Disconnect) | None => disconnect = true,
+            },
         }
-        // Batch whatever else is ready before writing.
-        while out.len() < WRITE_BATCH {
+        // Batch whatever else is ready before writing, unlinks first again.
+        while !disconnect && out.len() < WRITE_BATCH {
+            if let Ok(u) = cx.unlinks.try_recv() {
+                disconnect = cx.unlink(u, &mut out)?;
+                continue;
+            }
             match cx.completions.try_recv() {
                 Ok(BusOutput::Completion(c)) => cx.ret_submit(c, &mut out)?,
-                _ => break,
+                Ok(BusOutput::Disconnect) => disconnect = true,
+                Err(_) => break,
             }
         }
         if !out.is_empty() {
-            cx.writer.write_all(&out).await?;
+            write_within(&mut cx.writer, &out, cx.idle).await?;
             out.clear();
+        }
+        if disconnect {
+            tracing::info!("the device's service went away: disconnecting the host");
+            let _ = tokio::time::timeout(cx.idle, cx.writer.shutdown()).await;
+            return Ok(());
         }
     }
 }
@@ -365,7 +492,7 @@ impl WriteCtx {
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&seqnum)
+            .remove(seqnum)
         else {
             // Never send an unknown seqnum: the Linux host would drop the device.
             tracing::warn!(seqnum, "completion for a URB that is not pending: dropped");
@@ -403,24 +530,37 @@ impl WriteCtx {
         Ok(())
     }
 
-    fn unlink(&mut self, u: CmdUnlink, out: &mut BytesMut) -> Result<(), ConnectionError> {
+    /// Answers a CMD_UNLINK. True when the device asked to disconnect the host meanwhile.
+    fn unlink(&mut self, u: CmdUnlink, out: &mut BytesMut) -> Result<bool, ConnectionError> {
+        let mut disconnect = false;
         let was_pending = self
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .urbs
             .contains_key(&u.unlink_seqnum);
         let cancelled = was_pending && self.port.unlink(UrbId(u64::from(u.unlink_seqnum)));
-        tracing::debug!(seqnum = u.unlink_seqnum, was_pending, cancelled, "CMD_UNLINK");
+        tracing::debug!(
+            seqnum = u.unlink_seqnum,
+            was_pending,
+            cancelled,
+            "CMD_UNLINK"
+        );
         let status = if cancelled {
             self.pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&u.unlink_seqnum);
+                .remove(u.unlink_seqnum);
             -errno::ECONNRESET
         } else {
-            // Completed already: its RET_SUBMIT is queued (or sent); send it first.
-            while let Ok(BusOutput::Completion(c)) = self.completions.try_recv() {
-                self.ret_submit(c, out)?;
+            // Completed already: its RET_SUBMIT is queued (or sent); send it first. A
+            // disconnect request met on the way is kept, not lost.
+            loop {
+                match self.completions.try_recv() {
+                    Ok(BusOutput::Completion(c)) => self.ret_submit(c, out)?,
+                    Ok(BusOutput::Disconnect) => disconnect = true,
+                    Err(_) => break,
+                }
             }
             0
         };
@@ -429,6 +569,6 @@ impl WriteCtx {
             status,
         }
         .encode(out)?;
-        Ok(())
+        Ok(disconnect)
     }
 }

@@ -10,8 +10,12 @@
 //! NAK) while other endpoints flow. CMD_UNLINK answers -ECONNRESET when the URB was still
 //! pending (and no RET_SUBMIT ever follows), 0 when its RET_SUBMIT already went out.
 //!
-//! Limits are enforced per connection ([`Limits`]); a peer that breaks one is disconnected
-//! with a log line naming the limit, and the server and other connections go on.
+//! Limits are enforced per connection ([`Limits`], [`ServerOptions`]); a peer that breaks
+//! one is disconnected with a log line naming the limit, and the server and other
+//! connections go on. A peer that stops in the middle of a message (or stops reading the
+//! replies) is dropped after [`ServerOptions::idle_timeout`]; a host that is merely idle
+//! between messages is never dropped. `SECURITY.md` at the repository root has the threat
+//! model and every limit with its default.
 
 mod connection;
 mod pcap;
@@ -20,6 +24,7 @@ pub use pcap::PcapTap;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use usbfn::{BusSpeed, Controller};
@@ -140,13 +145,45 @@ pub fn usbip_speed(speed: BusSpeed) -> UsbSpeed {
     }
 }
 
+/// Default [`ServerOptions::idle_timeout`]: 60 s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default [`ServerOptions::max_connections`]: 128 connections at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
+/// Default [`ServerOptions::max_outstanding_bytes`]: 128 MiB per connection.
+pub const DEFAULT_MAX_OUTSTANDING_BYTES: usize = 128 * 1024 * 1024;
+
 /// Server settings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ServerOptions {
     /// Per-connection limits.
     pub limits: Limits,
     /// Sees every URB (for `--pcap`).
     pub tap: Option<Arc<dyn UrbTap>>,
+    /// How long a peer may stall in the middle of something before it is disconnected:
+    /// the op request must arrive within this time of connecting (and its reply be taken);
+    /// in the URB phase each message must arrive within this time of its first byte, and
+    /// each batch of replies be taken within this time. A host that is idle between
+    /// messages is never dropped. `Duration::MAX` disables it.
+    pub idle_timeout: Duration,
+    /// Most connections served at once (in any phase); more are closed as soon as they are
+    /// accepted, until one ends.
+    pub max_connections: usize,
+    /// Most bytes of URBs outstanding on one connection: the sum of
+    /// `transfer_buffer_length` of every URB accepted and not yet answered (IN buffers the
+    /// device fills, OUT data it holds). A host that goes past it is disconnected.
+    pub max_outstanding_bytes: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            limits: Limits::default(),
+            tap: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_outstanding_bytes: DEFAULT_MAX_OUTSTANDING_BYTES,
+        }
+    }
 }
 
 /// A USB/IP server for a set of devices.
@@ -223,6 +260,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut refusing = false;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -236,6 +274,21 @@ impl Server {
                             continue;
                         }
                     };
+                    while tasks.try_join_next().is_some() {}
+                    let limit = self.options.max_connections;
+                    if tasks.len() >= limit {
+                        // Closing at once costs the peer a reconnect, the server nothing.
+                        if !std::mem::replace(&mut refusing, true) {
+                            tracing::warn!(%peer, limit, "max_connections reached: refusing connections");
+                        } else {
+                            tracing::debug!(%peer, limit, "connection refused (max_connections)");
+                        }
+                        drop(stream);
+                        continue;
+                    }
+                    if std::mem::replace(&mut refusing, false) {
+                        tracing::info!(limit, "below max_connections again: accepting connections");
+                    }
                     let server = self.clone();
                     let stop = stop_rx.clone();
                     tasks.spawn(async move { server.handle(stream, peer, stop).await });
