@@ -4,7 +4,8 @@
 //! The daemon creates each socket under a temporary name, sets its mode and then renames it
 //! to its GUID, so an arrival (`IN_MOVED_TO`, or `IN_CREATE` from other daemons) names a socket
 //! that already accepts connections. When the runtime directory does not exist yet, the
-//! watcher watches its parent until it appears. A caller that must not miss an arrival
+//! watcher watches its parent until it appears (and when neither exists, it re-checks every
+//! [`RECHECK_INTERVAL`]). A caller that must not miss an arrival
 //! creates the watcher first and lists second ([`wait_for_interface`] does).
 //!
 //! This is the crate's one OS backend: registering the inotify descriptor with tokio is its
@@ -71,8 +72,18 @@ pub struct ArrivalWatcher {
     fd: AsyncFd<OwnedFd>,
     buf: Vec<MaybeUninit<u8>>,
     pending: VecDeque<InterfaceEntry>,
-    /// True while the directory itself is watched; false while waiting for it in its parent.
-    watching_dir: bool,
+    state: Watching,
+}
+
+/// What the inotify descriptor watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watching {
+    /// The runtime directory: its entries are arrivals.
+    Dir,
+    /// Its parent, until the directory appears.
+    Parent,
+    /// Neither exists: re-checked every [`RECHECK_INTERVAL`].
+    Nothing,
 }
 
 impl ArrivalWatcher {
@@ -90,7 +101,7 @@ impl ArrivalWatcher {
             fd,
             buf: vec![MaybeUninit::uninit(); 16 * 1024],
             pending: VecDeque::new(),
-            watching_dir: false,
+            state: Watching::Nothing,
         };
         w.watch()?;
         Ok(w)
@@ -106,6 +117,11 @@ impl ArrivalWatcher {
         loop {
             if let Some(e) = self.pending.pop_front() {
                 return Ok(e);
+            }
+            if self.state == Watching::Nothing {
+                tokio::time::sleep(RECHECK_INTERVAL).await;
+                self.watch()?;
+                continue;
             }
             let mut guard = self.fd.readable().await?;
             let mut events = Vec::new();
@@ -128,7 +144,7 @@ impl ArrivalWatcher {
             | WatchFlags::MOVE_SELF;
         match inotify::add_watch(self.fd.get_ref(), &self.dir, entry_flags) {
             Ok(_) => {
-                self.watching_dir = true;
+                self.state = Watching::Dir;
                 // Whatever arrived before the watch existed.
                 self.pending.extend(list_present(&self.dir)?);
                 Ok(())
@@ -138,12 +154,18 @@ impl ArrivalWatcher {
                     Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
                     _ => PathBuf::from("."),
                 };
-                inotify::add_watch(
+                match inotify::add_watch(
                     self.fd.get_ref(),
                     &parent,
                     WatchFlags::CREATE | WatchFlags::MOVED_TO,
-                )?;
-                self.watching_dir = false;
+                ) {
+                    Ok(_) => self.state = Watching::Parent,
+                    Err(rustix::io::Errno::NOENT) => {
+                        self.state = Watching::Nothing;
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 // The directory may have appeared between the two calls.
                 if self.dir.is_dir() {
                     return self.watch();
@@ -159,7 +181,7 @@ impl ArrivalWatcher {
             self.pending.extend(list_present(&self.dir)?);
             return Ok(());
         }
-        if self.watching_dir {
+        if self.state == Watching::Dir {
             if mask.intersects(ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF) {
                 tracing::debug!(dir = %self.dir.display(), "runtime directory went away");
                 return self.watch();
@@ -275,5 +297,32 @@ mod tests {
         .expect("present");
         assert_eq!(path, dir.join(GUID));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn survives_the_directory_and_its_parent_going_away() {
+        let top = temp_dir("gone");
+        let dir = top.join("run");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let mut watcher = ArrivalWatcher::new(&dir).expect("watch");
+        std::fs::remove_dir_all(&top).expect("rm");
+        let later = {
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                std::fs::create_dir_all(&dir).expect("mkdir again");
+                let tmp = dir.join(".tmp-socket");
+                let listener = std::os::unix::net::UnixListener::bind(&tmp).expect("bind");
+                std::fs::rename(&tmp, dir.join(GUID)).expect("rename");
+                listener
+            })
+        };
+        let arrival = tokio::time::timeout(Duration::from_secs(5), watcher.next())
+            .await
+            .expect("in time")
+            .expect("arrival");
+        assert_eq!(arrival.path, dir.join(GUID));
+        drop(later.await.expect("join"));
+        let _ = std::fs::remove_dir_all(&top);
     }
 }

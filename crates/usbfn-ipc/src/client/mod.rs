@@ -159,13 +159,11 @@ impl RemoteInterface {
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Err(ClientError::Connect { source, .. })
-                    if matches!(
-                        source.kind(),
-                        io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
-                    ) =>
+                // A stale socket (daemon killed), or a daemon stopping or restarting.
+                Err(e @ (ClientError::Connect { .. } | ClientError::NoHello { .. }))
+                    if is_transient(&e) =>
                 {
-                    tracing::debug!(path = %path.display(), "stale interface socket: waiting for the daemon");
+                    tracing::debug!(path = %path.display(), error = %e, "interface not answering: waiting for the daemon");
                     tokio::select! {
                         r = watcher.next() => { r?; }
                         () = tokio::time::sleep(crate::arrival::RECHECK_INTERVAL) => {}
@@ -330,6 +328,23 @@ impl RemoteInterface {
                 output: Bytes::new(),
             },
         }
+    }
+}
+
+/// Whether an open failed only because the daemon is not (yet, or any more) answering.
+fn is_transient(e: &ClientError) -> bool {
+    match e {
+        ClientError::NoHello { .. } => true,
+        ClientError::Connect { source, .. } => matches!(
+            source.kind(),
+            io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::NotFound
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
     }
 }
 

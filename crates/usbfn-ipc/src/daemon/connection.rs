@@ -105,10 +105,17 @@ pub(crate) async fn serve(
                     format!("the service closed in the middle of a frame ({} bytes buffered)", buf.len()),
                 ).into()),
                 Ok(_) => {}
+                // A service process that dies with unread completions resets the socket.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break Ok(()),
                 Err(e) => break Err(e.into()),
             },
             w = &mut writer => break match w {
                 Ok(Ok(())) => Ok(()),
+                Ok(Err(ConnectionError::Io(e)))
+                    if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) =>
+                {
+                    Ok(())
+                }
                 Ok(Err(e)) => Err(e),
                 Err(e) => Err(io::Error::other(e).into()),
             },
