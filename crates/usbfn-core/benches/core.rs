@@ -1,0 +1,169 @@
+//! Hot paths of the sans-IO core: packetization (bulk URBs meeting service transfers) and
+//! setup handling (chapter-9 requests answered by the core). `cargo bench -p usbfn-core`.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use usbfn_core::{
+    BusSpeed, CompletionStatus, Device, DeviceConfig, DeviceModel, FunctionId, PipeId, TransferId,
+    TransferRequest, Urb, UrbId,
+};
+use usbfn_wire::{DescriptorType, Direction, SetupPacket};
+
+const CONFIG: &str = r#"
+    [device]
+    vendor_id = 0x1209
+    product_id = 0x0001
+    manufacturer = "usbfn"
+    product = "bench"
+    [[interfaces]]
+    name = "loopback"
+    endpoints = [{ direction = "in", type = "bulk" }, { direction = "out", type = "bulk" }]
+"#;
+
+const F: FunctionId = FunctionId(0);
+const IN_PIPE: PipeId = PipeId(1);
+const OUT_PIPE: PipeId = PipeId(2);
+
+/// A configured high-speed device (wMaxPacketSize 512) with an active service.
+fn configured() -> Device {
+    let config = DeviceConfig::from_toml(CONFIG).expect("valid config");
+    let model = DeviceModel::build(&config).expect("valid model");
+    let now = Instant::now();
+    let mut d = Device::new(model, now).expect("descriptors fit");
+    d.activate(F).expect("activate");
+    d.bus_attach(now);
+    d.bus_reset(BusSpeed::High, now);
+    d.submit_urb(control(SetupPacket::set_configuration(1)), now);
+    let c = d
+        .poll_urb_completion()
+        .expect("SET_CONFIGURATION completes");
+    assert_eq!(c.status, CompletionStatus::Success);
+    while d.poll_event(F).is_some() {}
+    d
+}
+
+fn control(setup: SetupPacket) -> Urb {
+    Urb {
+        id: UrbId(0),
+        endpoint: 0,
+        direction: setup.direction(),
+        setup: Some(setup),
+        buffer_len: usize::from(setup.w_length),
+        data: Bytes::new(),
+        short_not_ok: false,
+        zero_packet: false,
+        iso_packets: 0,
+    }
+}
+
+fn bulk(direction: Direction, buffer_len: usize, data: Bytes) -> Urb {
+    Urb {
+        id: UrbId(0),
+        endpoint: 1,
+        direction,
+        setup: None,
+        buffer_len,
+        data,
+        short_not_ok: false,
+        zero_packet: false,
+        iso_packets: 0,
+    }
+}
+
+/// One service transfer of `transfer` bytes moved by URBs of `urb` bytes, both directions.
+fn packetization(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipe");
+    for (transfer, urb) in [(65536usize, 65536usize), (65536, 512), (512, 512)] {
+        g.throughput(Throughput::Bytes(transfer as u64));
+        let data = Bytes::from(vec![0u8; transfer]);
+        let urb_data = Bytes::from(vec![0u8; urb]);
+        let mut d = configured();
+        let now = Instant::now();
+        let mut id = 0u64;
+        g.bench_function(format!("in/{transfer}B transfer/{urb}B URBs"), |b| {
+            b.iter(|| {
+                id += 1;
+                d.submit_transfer(
+                    F,
+                    TransferId(id),
+                    IN_PIPE,
+                    TransferRequest::In {
+                        data: data.clone(),
+                        append_zero_packet: false,
+                    },
+                )
+                .expect("queued");
+                for _ in 0..transfer / urb {
+                    d.submit_urb(bulk(Direction::In, urb, Bytes::new()), now);
+                    black_box(d.poll_urb_completion());
+                }
+                black_box(d.poll_transfer_completion());
+            });
+        });
+        g.bench_function(format!("out/{transfer}B transfer/{urb}B URBs"), |b| {
+            b.iter(|| {
+                id += 1;
+                d.submit_transfer(
+                    F,
+                    TransferId(id),
+                    OUT_PIPE,
+                    TransferRequest::Out { capacity: transfer },
+                )
+                .expect("queued");
+                for _ in 0..transfer / urb {
+                    d.submit_urb(bulk(Direction::Out, urb, urb_data.clone()), now);
+                    black_box(d.poll_urb_completion());
+                }
+                black_box(d.poll_transfer_completion());
+            });
+        });
+    }
+    g.finish();
+}
+
+/// Chapter-9 requests the core answers without a service.
+fn setup_handling(c: &mut Criterion) {
+    let mut g = c.benchmark_group("setup");
+    let now = Instant::now();
+    for (name, setup) in [
+        (
+            "GET_DESCRIPTOR(DEVICE)",
+            SetupPacket::get_descriptor(DescriptorType::DEVICE, 0, 0, 18),
+        ),
+        (
+            "GET_DESCRIPTOR(CONFIGURATION)",
+            SetupPacket::get_descriptor(DescriptorType::CONFIGURATION, 0, 0, 255),
+        ),
+        (
+            "GET_DESCRIPTOR(STRING 2)",
+            SetupPacket::get_descriptor(DescriptorType::STRING, 2, 0x0409, 255),
+        ),
+        ("GET_CONFIGURATION", SetupPacket::get_configuration()),
+    ] {
+        let mut d = configured();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                d.submit_urb(control(black_box(setup)), now);
+                black_box(d.poll_urb_completion())
+            });
+        });
+    }
+    g.bench_function("SET_CONFIGURATION(1) + events", |b| {
+        b.iter_batched_ref(
+            configured,
+            |d| {
+                d.submit_urb(control(SetupPacket::set_configuration(1)), now);
+                black_box(d.poll_urb_completion());
+                while d.poll_event(F).is_some() {}
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    g.finish();
+}
+
+criterion_group!(benches, packetization, setup_handling);
+criterion_main!(benches);
