@@ -1,9 +1,11 @@
 //! `usbfn`: serve USB devices over USB/IP, and inspect USB/IP servers.
 
 mod bench;
+mod daemon;
 mod list;
 mod probe;
 mod serve;
+mod service;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -29,6 +31,11 @@ enum Command {
     Probe(probe::Args),
     /// Measure throughput, latency and scale, each as a ratio to raw TCP loopback.
     Bench(bench::Args),
+    /// Run the generic function driver: own the device, export it over USB/IP and expose
+    /// each interface as an IOCTL socket for service processes.
+    Daemon(daemon::Args),
+    /// Run a built-in function as a service process against `usbfn daemon`.
+    Service(service::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,6 +66,8 @@ fn main() -> std::process::ExitCode {
             Command::List(args) => list::run(args).await,
             Command::Probe(args) => probe::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Daemon(args) => daemon::run(args).await,
+            Command::Service(args) => service::run(args).await,
         }
     });
     match result {
