@@ -40,13 +40,11 @@ impl WriteBatch {
         self.sealed + self.packed.len()
     }
 
-    #[allow(dead_code)] // the server's writer uses it (next change)
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The buffer to encode headers (and other small parts) into, after what is queued.
-    #[allow(dead_code)] // the server's writer uses it (next change)
     pub(crate) fn packed(&mut self) -> &mut BytesMut {
         &mut self.packed
     }

@@ -16,6 +16,7 @@ use usbfn_core::{Urb, UrbId};
 use usbfn_wire::SetupPacket;
 
 use super::{Export, Server, SubmittedUrb};
+use crate::batch::WriteBatch;
 use crate::proto::{
     CmdSubmit, CmdUnlink, Command, Direction, IsoPacketDescriptor, OpReply, OpRequest, OpStatus,
     ProtoError, RetSubmit, RetUnlink, ServerCodec, TransferFlags, UsbDevice, errno,
@@ -203,6 +204,23 @@ async fn write_within(
         r = writer.write_all(bytes) => Ok(r?),
         () = sleep_until(deadline_after(timeout)) => Err(ConnectionError::WriteTimeout {
             pending: bytes.len(),
+            timeout,
+        }),
+    }
+}
+
+/// Writes everything `batch` holds (one `writev` per call the socket allows), failing with
+/// [`ConnectionError::WriteTimeout`] when the peer does not take it within `timeout`.
+async fn write_batch_within(
+    writer: &mut OwnedWriteHalf,
+    batch: &mut WriteBatch,
+    timeout: Duration,
+) -> Result<(), ConnectionError> {
+    let pending = batch.len();
+    tokio::select! {
+        r = batch.write_to(writer) => Ok(r?),
+        () = sleep_until(deadline_after(timeout)) => Err(ConnectionError::WriteTimeout {
+            pending,
             timeout,
         }),
     }
@@ -443,7 +461,8 @@ struct WriteCtx {
 }
 
 async fn write_loop(mut cx: WriteCtx) -> Result<(), ConnectionError> {
-    let mut out = BytesMut::with_capacity(WRITE_BATCH);
+    // Headers are packed together; IN payloads are written from the device's buffers.
+    let mut out = WriteBatch::with_capacity(64 * 1024);
     loop {
         let mut disconnect = false;
         tokio::select! {
@@ -474,8 +493,7 @@ async fn write_loop(mut cx: WriteCtx) -> Result<(), ConnectionError> {
             }
         }
         if !out.is_empty() {
-            write_within(&mut cx.writer, &out, cx.idle).await?;
-            out.clear();
+            write_batch_within(&mut cx.writer, &mut out, cx.idle).await?;
         }
         if disconnect {
             tracing::info!("the device's service went away: disconnecting the host");
@@ -486,7 +504,11 @@ async fn write_loop(mut cx: WriteCtx) -> Result<(), ConnectionError> {
 }
 
 impl WriteCtx {
-    fn ret_submit(&mut self, c: UrbCompletion, out: &mut BytesMut) -> Result<(), ConnectionError> {
+    fn ret_submit(
+        &mut self,
+        c: UrbCompletion,
+        out: &mut WriteBatch,
+    ) -> Result<(), ConnectionError> {
         let seqnum = u32::try_from(c.id.0).unwrap_or(u32::MAX);
         let Some(urb) = self
             .pending
@@ -513,7 +535,7 @@ impl WriteCtx {
         } else {
             Bytes::new()
         };
-        let ret = RetSubmit {
+        let mut ret = RetSubmit {
             seqnum,
             status,
             actual_length: u32::try_from(c.actual_length).unwrap_or(u32::MAX),
@@ -526,12 +548,14 @@ impl WriteCtx {
         if let Some(tap) = &self.tap {
             tap.complete(&self.device, &urb, &ret);
         }
-        ret.encode(urb.direction, out)?;
+        ret.encode_header(urb.direction, out.packed())?;
+        out.payload(std::mem::take(&mut ret.data));
+        ret.encode_iso(out.packed());
         Ok(())
     }
 
     /// Answers a CMD_UNLINK. True when the device asked to disconnect the host meanwhile.
-    fn unlink(&mut self, u: CmdUnlink, out: &mut BytesMut) -> Result<bool, ConnectionError> {
+    fn unlink(&mut self, u: CmdUnlink, out: &mut WriteBatch) -> Result<bool, ConnectionError> {
         let mut disconnect = false;
         let was_pending = self
             .pending
@@ -568,7 +592,7 @@ impl WriteCtx {
             seqnum: u.seqnum,
             status,
         }
-        .encode(out)?;
+        .encode(out.packed())?;
         Ok(disconnect)
     }
 }
