@@ -28,6 +28,121 @@ pub fn all() -> Vec<(&'static str, Vec<Seed>)> {
         ("core_events", core_events()),
         ("config_toml", config_toml()),
         ("descriptors", descriptors()),
+        ("ipc_frame", ipc_frame()),
+    ]
+}
+
+/// Seeds for `ipc_frame`: what a service (`RemoteInterface`) and the daemon send for a
+/// session: HELLO, class info, activate, a bus event, an IN and an OUT transfer, a stall,
+/// a string, a cancel, and their completions.
+pub fn ipc_frame() -> Vec<Seed> {
+    use usbfn_abi::{IoctlCode, NtStatus, UsbString};
+    use usbfn_ipc::frame::{Cancel, Completion, DaemonFrame, Hello, Request, ServiceFrame};
+    let pipe = |p: u32| Bytes::copy_from_slice(&p.to_le_bytes());
+    let request = |id: u64, code: IoctlCode, input: Bytes, output_length: u32, output: Bytes| {
+        ServiceFrame::Request(Request {
+            id,
+            code,
+            input,
+            output_length,
+            output,
+        })
+    };
+    let string = UsbString {
+        string_index: 4,
+        string: usbfn_abi::UsbStringText::new("usbfn fuzz").expect("fits"),
+    };
+    let service = [
+        request(
+            1,
+            IoctlCode::GET_CLASS_INFO_EX,
+            Bytes::new(),
+            1024,
+            Bytes::new(),
+        ),
+        request(
+            2,
+            IoctlCode::ACTIVATE_USB_BUS,
+            Bytes::new(),
+            0,
+            Bytes::new(),
+        ),
+        request(
+            3,
+            IoctlCode::BUS_EVENT_NOTIFICATION,
+            Bytes::new(),
+            12,
+            Bytes::new(),
+        ),
+        request(
+            4,
+            IoctlCode::TRANSFER_IN,
+            pipe(1),
+            5,
+            Bytes::from_static(b"hello"),
+        ),
+        request(5, IoctlCode::TRANSFER_OUT, pipe(2), 512, Bytes::new()),
+        request(
+            6,
+            IoctlCode::SET_PIPE_STATE,
+            pipe(1),
+            1,
+            Bytes::from_static(&[1]),
+        ),
+        request(
+            7,
+            IoctlCode::REGISTER_USB_STRING,
+            Bytes::copy_from_slice(&string.encode()),
+            0,
+            Bytes::new(),
+        ),
+        ServiceFrame::Cancel(Cancel { id: 5 }),
+    ];
+    let mut from_service = BytesMut::new();
+    for f in &service {
+        f.encode(&mut from_service).expect("valid frame");
+    }
+    let completion = |id: u64, status: NtStatus, information: u32, output: &'static [u8]| {
+        DaemonFrame::Completion(Completion {
+            id,
+            status,
+            information,
+            output: Bytes::from_static(output),
+        })
+    };
+    let daemon = [
+        DaemonFrame::Hello(Hello::new(NtStatus::STATUS_SUCCESS)),
+        completion(2, NtStatus::STATUS_SUCCESS, 0, b""),
+        completion(
+            3,
+            NtStatus::STATUS_SUCCESS,
+            12,
+            &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        ),
+        completion(4, NtStatus::STATUS_SUCCESS, 5, b""),
+        completion(5, NtStatus::STATUS_CANCELLED, 0, b""),
+        completion(6, NtStatus::STATUS_SUCCESS, 0, b""),
+    ];
+    let mut from_daemon = BytesMut::new();
+    for f in &daemon {
+        f.encode(&mut from_daemon).expect("valid frame");
+    }
+    let mut busy = BytesMut::new();
+    DaemonFrame::Hello(Hello::new(NtStatus(0xC000_0043)))
+        .encode(&mut busy)
+        .expect("valid frame");
+    vec![
+        ("service-session".into(), with_control(0, &from_service)),
+        (
+            "service-session-chunk50".into(),
+            with_control(7, &from_service),
+        ),
+        ("daemon-session".into(), with_control(0x40, &from_daemon)),
+        (
+            "daemon-session-chunk8".into(),
+            with_control(0x41, &from_daemon),
+        ),
+        ("daemon-hello-busy".into(), with_control(0x40, &busy)),
     ]
 }
 
@@ -706,12 +821,13 @@ mod tests {
     fn corpus_replays_clean() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
         type Harness = fn(&[u8]);
-        let harnesses: [(&str, Harness); 5] = [
+        let harnesses: [(&str, Harness); 6] = [
             ("usbip_server", usbip::server_stream),
             ("usbip_client", usbip::client_stream),
             ("core_events", core_ops::run),
             ("config_toml", crate::config::run),
             ("descriptors", crate::descriptors::run),
+            ("ipc_frame", crate::ipc::frames),
         ];
         for (target, run) in harnesses {
             let dir = root.join(target);

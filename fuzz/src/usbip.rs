@@ -33,14 +33,15 @@ pub const SMALL_LIMITS: u8 = 0x80;
 /// Longest op-phase message a client sends: OP_REQ_IMPORT (header and busid).
 const MAX_OP_REQUEST: usize = 8 + 32;
 
-struct Feed<'a> {
-    rest: &'a [u8],
-    chunk: usize,
+/// The rest of a stream, delivered `chunk` bytes at a time.
+pub(crate) struct Feed<'a> {
+    pub(crate) rest: &'a [u8],
+    pub(crate) chunk: usize,
 }
 
 impl Feed<'_> {
     /// Move the next chunk into `buf`; false when the stream is over.
-    fn more(&mut self, buf: &mut BytesMut) -> bool {
+    pub(crate) fn more(&mut self, buf: &mut BytesMut) -> bool {
         if self.rest.is_empty() {
             return false;
         }
@@ -64,7 +65,7 @@ fn setup(data: &[u8]) -> Option<(u8, Limits, Feed<'_>)> {
 
 /// Bound on a buffer holding an incomplete message of at most `max` bytes: what the decoder
 /// reserved plus what one read appends, with room for `BytesMut`'s growth policy.
-fn check_capacity(buf: &BytesMut, max: usize, chunk: usize) {
+pub(crate) fn check_capacity(buf: &BytesMut, max: usize, chunk: usize) {
     let bound = 2 * (max + chunk) + 64;
     assert!(
         buf.capacity() <= bound,
