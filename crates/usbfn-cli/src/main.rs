@@ -39,6 +39,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     let default = match cli.verbose {
         // The benchmark's own servers and clients would log every import at info.
@@ -98,4 +99,16 @@ pub(crate) fn server_addr(text: &str) -> anyhow::Result<std::net::SocketAddr> {
         .map_err(|e| anyhow::anyhow!("cannot resolve {text:?}: {e}"))?
         .next()
         .ok_or_else(|| anyhow::anyhow!("{text:?} resolves to no address"))
+}
+
+/// `usbfn list | head` must end quietly when the reader goes away, as Unix tools do, instead
+/// of panicking in `println!` on EPIPE: restore the default SIGPIPE action that the Rust
+/// runtime replaces with "ignore".
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists; `signal` with
+    // SIG_DFL installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
