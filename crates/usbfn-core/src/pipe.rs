@@ -738,8 +738,10 @@ mod tests {
                 received.extend_from_slice(&c.data);
             }
             prop_assert!(sent.starts_with(&received));
+            // A transfer may be done while its last bytes sit in a URB that is still
+            // filling, so only the total sent bounds what the device reports.
             let done: usize = out.transfers.iter().map(|t| t.bytes_transferred).sum();
-            prop_assert!(done <= received.len());
+            prop_assert!(done <= sent.len());
         }
 
         /// With device reads that are multiples of the packet size, OUT data arrives intact.
