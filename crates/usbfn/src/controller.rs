@@ -8,6 +8,7 @@
 //! service that owns them, and a changed deadline wakes the timer task.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -48,12 +49,40 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) device: Device,
-    pub(crate) waiters: HashMap<TransferId, oneshot::Sender<TransferCompletion>>,
+    pub(crate) waiters: IdMap<TransferId, oneshot::Sender<TransferCompletion>>,
     pub(crate) next_transfer: u64,
     pub(crate) opened: Vec<bool>,
     pub(crate) bus: Option<mpsc::UnboundedSender<BusOutput>>,
     pub(crate) bus_generation: u64,
     deadline: Option<Instant>,
+    /// What `Shared::ready` holds, so dispatch only takes the watch's lock on a change.
+    ready: bool,
+}
+
+/// A map keyed by ids this runtime hands out itself (sequential transfer and URB numbers,
+/// never a peer's): a multiplicative hash spreads them well and costs far less than SipHash,
+/// whose flood resistance buys nothing here.
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// The hasher of [`IdMap`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: the high bits (hashbrown's tag) depend on every bit of `n`.
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 impl Controller {
@@ -72,12 +101,13 @@ impl Controller {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 device,
-                waiters: HashMap::new(),
+                waiters: IdMap::default(),
                 next_transfer: 1,
                 opened: vec![false; functions],
                 bus: None,
                 bus_generation: 0,
                 deadline: None,
+                ready: false,
             }),
             events: (0..functions).map(|_| Notify::new()).collect(),
             timer: Arc::new(Notify::new()),
@@ -220,8 +250,11 @@ impl Shared {
             }
         }
         let ready = inner.device.is_ready();
-        self.ready
-            .send_if_modified(|r| std::mem::replace(r, ready) != ready);
+        if ready != inner.ready {
+            inner.ready = ready;
+            self.ready
+                .send_if_modified(|r| std::mem::replace(r, ready) != ready);
+        }
         for (f, notify) in self.events.iter().enumerate() {
             if inner.device.has_events(FunctionId(f)) {
                 notify.notify_one();

@@ -1,7 +1,6 @@
 //! An in-process host: submits URBs straight into a [`Controller`], for tests, examples and
 //! benchmarks that need a host without sockets.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,10 +12,10 @@ use tokio::sync::oneshot;
 use usbfn_core::{BusSpeed, CompletionStatus, Urb, UrbCompletion, UrbId};
 use usbfn_wire::{DescriptorType, Direction, Recipient, RequestType, SetupPacket, StandardRequest};
 
-use crate::controller::{BusOutput, BusPort, Controller};
+use crate::controller::{BusOutput, BusPort, Controller, IdMap};
 use crate::error::Error;
 
-type Pending = Arc<Mutex<HashMap<UrbId, oneshot::Sender<UrbCompletion>>>>;
+type Pending = Arc<Mutex<IdMap<UrbId, oneshot::Sender<UrbCompletion>>>>;
 
 /// A host connected to a device in the same process.
 #[derive(Debug)]
