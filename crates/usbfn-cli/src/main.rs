@@ -1,5 +1,6 @@
 //! `usbfn`: serve USB devices over USB/IP, and inspect USB/IP servers.
 
+mod alloc;
 mod bench;
 mod daemon;
 mod list;
@@ -39,6 +40,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    alloc::tune_for_streaming();
     restore_sigpipe();
     let cli = Cli::parse();
     let default = match cli.verbose {
