@@ -42,7 +42,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt_updated=1
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
-for tool in qemu-system-x86_64 busybox usbip usbipd cpio gzip modinfo depmod ldd; do
+for tool in qemu-system-x86_64 busybox usbip usbipd cpio gzip modinfo ldd; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || [ -x "/sbin/$tool" ] ||
     die "$tool not found after installing packages"
 done
@@ -73,7 +73,7 @@ if [ ! -f "$kdir/.unpacked" ]; then
   rm -rf "$build/debs"
   touch "$kdir/.unpacked"
 fi
-kver="$(ls "$kdir/lib/modules" | head -n 1)"
+kver="$(find "$kdir/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | head -n 1)"
 [ -n "$kver" ] || die "no lib/modules/<version> in $kdir"
 cp -f "$kdir/boot/vmlinuz-$kver" "$build/vmlinuz"
 echo "$kver" >"$build/kernel-version"

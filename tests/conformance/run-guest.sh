@@ -48,8 +48,9 @@ done
 payload="$1"
 shift
 
-[ -f "$build/vmlinuz" ] && [ -f "$build/base.cpio.gz" ] ||
+if [ ! -f "$build/vmlinuz" ] || [ ! -f "$build/base.cpio.gz" ]; then
   die "no guest in $build: run tests/conformance/build-guest.sh first"
+fi
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not installed"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/conformance-run.XXXXXX")"
@@ -104,6 +105,8 @@ cat "$build/base.cpio.gz" "$work/payload.cpio.gz" >"$work/initrd.gz"
 
 mkdir -p "$(dirname "$logfile")"
 : >"$logfile"
+# Guest timings under TCG depend on how busy the host is: record it next to the results.
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 started=$(date +%s.%N)
 set +e
 # The console is line-buffered through tee; </dev/null keeps qemu off the caller's terminal.
@@ -121,6 +124,8 @@ fi
 set -e
 elapsed=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 
+printf 'run-guest: host load average %s before, %s after (%s cpus)\n' "$load_before" \
+  "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)" | tee -a "$logfile" >&2
 marker="$(tr -d '\r' <"$logfile" | sed -n 's/.*CONFORMANCE-EXIT=\([0-9][0-9]*\).*/\1/p' | tail -n 1)"
 if [ "$qemu_rc" -eq 124 ] || [ "$qemu_rc" -eq 137 ]; then
   printf 'run-guest: timeout after %s s (log: %s)\n' "$timeout_s" "$logfile" >&2

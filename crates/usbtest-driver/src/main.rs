@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Exit status: 0 when every case passed or did not apply (`EOPNOTSUPP`), 1 when a case
-//! failed, 2 when the device could not be found or opened, 3 when a case timed out.
+//! failed, 2 when the device could not be found or opened, 3 when a case timed out. A timeout or
+//! a disconnect (`ENODEV`, `ESHUTDOWN`) ends the run: later cases are not attempted.
 
 mod cases;
 mod device;
@@ -168,6 +169,11 @@ fn run(args: &Args) -> anyhow::Result<Verdict> {
         emit(args, &result.line(), &result)?;
         if result.result == Outcome::Timeout {
             // The ioctl is still running in the kernel and cannot be cancelled; stop here.
+            break;
+        }
+        if matches!(result.errno, Some(libc::ENODEV | libc::ESHUTDOWN)) {
+            // The device is gone (disconnected): every later case would fail the same way.
+            eprintln!("usbtest-driver: device disconnected during case {case}; stopping");
             break;
         }
     }

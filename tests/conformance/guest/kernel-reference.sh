@@ -117,7 +117,7 @@ for transport in $REF_TRANSPORTS; do
       buflen=""
       label="$transport-p$pattern-l$length"
       if [ "$rest" != "$vary" ]; then buflen=${rest#*:}; label="${label}b$buflen"; fi
-      gadget_sourcesink g1 "$pattern" $buflen
+      gadget_sourcesink g1 "$pattern" "$buflen"
       gadget_bind g1 "$UDC"
       if attach "$transport" 10; then
         run_cases "$label" "$REF_CASES" "$length" "$vary"

@@ -74,9 +74,11 @@ unload_module() { rmmod "$(echo "$1" | tr - _)"; }
 
 # wait_usbtest_bound SECONDS: waits for an interface bound to usbtest.
 wait_usbtest_bound() {
-  local i=0 limit=$((${1:-10} * 10))
+  local i=0 limit=$((${1:-10} * 10)) intf
   while [ $i -lt $limit ]; do
-    if ls /sys/bus/usb/drivers/usbtest/ 2>/dev/null | grep -q ':'; then return 0; fi
+    for intf in /sys/bus/usb/drivers/usbtest/*:*; do
+      if [ -e "$intf" ]; then return 0; fi
+    done
     sleep 0.1
     i=$((i + 1))
   done
