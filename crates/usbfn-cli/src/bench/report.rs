@@ -28,6 +28,13 @@ pub(crate) struct BenchResult {
     pub(crate) bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) seconds: Option<f64>,
+    /// Process CPU time (both ends, all threads) per byte moved: steadier than throughput
+    /// on a shared machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cpu_ns_per_byte: Option<f64>,
+    /// `cpu_ns_per_byte` / raw TCP's (lower is better).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cpu_ratio_to_tcp: Option<f64>,
     /// Control: who answered (`core` or `service`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) answered_by: Option<&'static str>,
@@ -103,6 +110,8 @@ impl BenchResult {
             tcp_mb_per_s: None,
             bytes: None,
             seconds: None,
+            cpu_ns_per_byte: None,
+            cpu_ratio_to_tcp: None,
             answered_by: None,
             latency: None,
             tcp_latency: None,
@@ -118,6 +127,8 @@ impl BenchResult {
             ratio_to_tcp: Some(1.0),
             bytes: Some(m.bytes),
             seconds: Some(m.seconds),
+            cpu_ns_per_byte: Some(m.cpu_ns_per_byte()),
+            cpu_ratio_to_tcp: Some(1.0),
             ..BenchResult::blank(Kind::Tcp, "tcp", "stream")
         }
     }
@@ -138,6 +149,8 @@ impl BenchResult {
             tcp_mb_per_s: Some(tcp.mb_per_s()),
             bytes: Some(m.bytes),
             seconds: Some(m.seconds),
+            cpu_ns_per_byte: Some(m.cpu_ns_per_byte()),
+            cpu_ratio_to_tcp: ratio(m.cpu_ns_per_byte(), tcp.cpu_ns_per_byte()),
             ..BenchResult::blank(Kind::Bulk, transport_name(transport), dir_name(dir))
         }
     }
@@ -315,6 +328,42 @@ impl Report {
                             .and_then(|r| Some((r.mb_per_s?, r.ratio_to_tcp?)))
                             .map_or_else(|| "-".to_owned(), |(v, q)| format!("{v:.0} ({q:.2})"));
                         let _ = write!(s, "  {cell:>17}");
+                    }
+                    let _ = writeln!(s);
+                }
+            }
+        }
+        if let Some(&deepest) = depths.last() {
+            let _ = writeln!(
+                s,
+                "\nCPU per byte moved, both ends, depth {deepest}: ns/B (ratio to raw TCP, lower is better)"
+            );
+            let _ = write!(s, "  {:<24}", "");
+            for &size in &sizes {
+                let _ = write!(s, "  {:>13}", size_label(size));
+            }
+            let _ = writeln!(s);
+            let tcp_row = sizes.iter().map(|&size| {
+                self.results
+                    .iter()
+                    .find(|r| r.kind == Kind::Tcp && r.urb_size == size)
+                    .and_then(|r| r.cpu_ns_per_byte)
+                    .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+            });
+            let _ = write!(s, "  {:<24}", "raw TCP");
+            for cell in tcp_row {
+                let _ = write!(s, "  {cell:>13}");
+            }
+            let _ = writeln!(s);
+            for (transport, tlabel) in [("in-process", "in-process"), ("usbip", "USB/IP")] {
+                for dir in ["in", "out"] {
+                    let _ = write!(s, "  {:<24}", format!("{tlabel} {}", dir.to_uppercase()));
+                    for &size in &sizes {
+                        let cell = self
+                            .bulk(transport, dir, size, deepest)
+                            .and_then(|r| Some((r.cpu_ns_per_byte?, r.cpu_ratio_to_tcp?)))
+                            .map_or_else(|| "-".to_owned(), |(v, q)| format!("{v:.2} ({q:.2})"));
+                        let _ = write!(s, "  {cell:>13}");
                     }
                     let _ = writeln!(s);
                 }

@@ -15,7 +15,7 @@ use usbfn_usbip::client::{self, ImportedDevice, PendingUrb, Urb};
 use usbfn_usbip::server::Server;
 use usbfn_wire::{Direction, Recipient, RequestType, SetupPacket, StandardRequest};
 
-use super::stats::Latency;
+use super::stats::{Latency, process_cpu_seconds};
 use super::tcp::Moved;
 
 /// Gadget Zero's bulk endpoints are IN 0x81 and OUT 0x01.
@@ -219,6 +219,7 @@ impl Target {
         }
         let depth = depth.max(1);
         let mut queue = VecDeque::with_capacity(depth);
+        let cpu = process_cpu_seconds();
         let start = Instant::now();
         let mut submitted = 0u64;
         while submitted < count && queue.len() < depth {
@@ -236,6 +237,7 @@ impl Target {
         Ok(Moved {
             bytes,
             seconds: start.elapsed().as_secs_f64(),
+            cpu_seconds: process_cpu_seconds() - cpu,
         })
     }
 

@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::stats::Latency;
+use super::stats::{Latency, process_cpu_seconds};
 
 /// A USB/IP header is 48 bytes; requests and replies of the latency baselines carry one.
 const HEADER: usize = 48;
@@ -16,9 +16,20 @@ const HEADER: usize = 48;
 pub(crate) struct Moved {
     pub(crate) bytes: u64,
     pub(crate) seconds: f64,
+    /// CPU time the whole process spent meanwhile (both ends, every thread).
+    pub(crate) cpu_seconds: f64,
 }
 
 impl Moved {
+    /// CPU nanoseconds spent per byte moved.
+    pub(crate) fn cpu_ns_per_byte(&self) -> f64 {
+        if self.bytes > 0 {
+            self.cpu_seconds * 1e9 / self.bytes as f64
+        } else {
+            0.0
+        }
+    }
+
     pub(crate) fn mb_per_s(&self) -> f64 {
         if self.seconds > 0.0 {
             self.bytes as f64 / self.seconds / 1e6
@@ -53,6 +64,7 @@ pub(crate) fn throughput(write_size: usize, duration: Duration) -> std::io::Resu
         }
     });
     let buf = vec![0u8; write_size];
+    let cpu = process_cpu_seconds();
     let start = Instant::now();
     let mut sent = 0u64;
     while start.elapsed() < duration {
@@ -74,6 +86,7 @@ pub(crate) fn throughput(write_size: usize, duration: Duration) -> std::io::Resu
     Ok(Moved {
         bytes: got,
         seconds: (end - start).as_secs_f64(),
+        cpu_seconds: process_cpu_seconds() - cpu,
     })
 }
 
