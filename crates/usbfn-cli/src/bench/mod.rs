@@ -4,7 +4,8 @@
 //! * Bulk IN and OUT throughput for a grid of URB sizes and queue depths, over the in-process
 //!   host and over USB/IP (usbfn's client → 127.0.0.1 → usbfn's server), against Gadget Zero.
 //!   The baseline for each URB size is a blocking sender and receiver moving bytes over
-//!   127.0.0.1 with writes of that size; each usbfn point then moves the same number of bytes.
+//!   127.0.0.1 with writes of that size (the fastest of three runs); each usbfn point then
+//!   moves the same number of bytes.
 //! * Control round-trip latency (one at a time): GET_DESCRIPTOR answered by the core, and a
 //!   vendor request answered by the service; baseline: TCP ping-pong with the same reply size.
 //! * Event rate: setup packets delivered to (and answered by) the service per second with 16
@@ -27,6 +28,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use report::{BenchResult, Report};
 use target::{Dir, Target, Transport};
 
+/// Raw TCP throughput runs per URB size; the fastest is the baseline.
+const TCP_TRIES: usize = 3;
+
 /// Arguments of `usbfn bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -43,13 +47,17 @@ pub(crate) struct Args {
     /// Queue depths, comma-separated. Default: 1,4,16,64.
     #[arg(long, value_delimiter = ',')]
     depths: Option<Vec<usize>>,
+    /// Bulk directions to measure, comma-separated. Default: both.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    directions: Option<Vec<Dir>>,
     /// Transports to measure, comma-separated. Default: both.
     #[arg(long, value_delimiter = ',', value_enum)]
     transports: Option<Vec<Transport>>,
     /// Device counts for the scale run, comma-separated (0 skips it). Default: 1,10,100,1000.
     #[arg(long, value_delimiter = ',')]
     devices: Option<Vec<usize>>,
-    /// Milliseconds each raw TCP baseline runs; usbfn points move the same bytes.
+    /// Milliseconds each raw TCP baseline run takes (the fastest of three is kept); usbfn
+    /// points move the same bytes.
     #[arg(long)]
     point_ms: Option<u64>,
     /// Control round trips per latency measurement.
@@ -69,6 +77,7 @@ struct Plan {
     sizes: Vec<usize>,
     depths: Vec<usize>,
     transports: Vec<Transport>,
+    directions: Vec<Dir>,
     devices: Vec<usize>,
     point: Duration,
     /// A usbfn point stops after this long even if it has not moved the baseline's bytes.
@@ -120,6 +129,10 @@ impl Plan {
             sizes,
             depths,
             transports,
+            directions: args
+                .directions
+                .clone()
+                .unwrap_or_else(|| vec![Dir::In, Dir::Out]),
             devices: args
                 .devices
                 .clone()
@@ -137,7 +150,7 @@ impl Plan {
 
     fn steps(&self) -> u64 {
         let t = self.transports.len();
-        let bulk = self.sizes.len() * (1 + t * 2 * self.depths.len());
+        let bulk = self.sizes.len() * (1 + t * self.directions.len() * self.depths.len());
         let latency = 2 + t * 2;
         let events = 1 + t;
         let scale = self.devices.len();
@@ -164,7 +177,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     for &size in &plan.sizes {
         bar.set_message(format!("raw TCP, {} writes", report::size_label(size)));
         let point = plan.point;
-        let moved = tokio::task::spawn_blocking(move || tcp::throughput(size, point)).await??;
+        // The fastest of a few runs: the limit is what the loopback can do, not what a
+        // moment of contention on a shared machine let it do.
+        let mut best: Option<tcp::Moved> = None;
+        for _ in 0..TCP_TRIES {
+            let moved = tokio::task::spawn_blocking(move || tcp::throughput(size, point)).await??;
+            if best.is_none_or(|b| moved.mb_per_s() > b.mb_per_s()) {
+                best = Some(moved);
+            }
+        }
+        let Some(moved) = best else {
+            continue;
+        };
         tcp_rates.insert(size, moved);
         results.push(BenchResult::tcp(size, &moved));
         bar.inc(1);
@@ -178,7 +202,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             // A fresh device per URB size, its transfers sized for it.
             let target = Target::start(transport, size).await?;
             let count = (tcp.bytes / size as u64).max(1);
-            for dir in [Dir::In, Dir::Out] {
+            for &dir in &plan.directions {
                 for &depth in &plan.depths {
                     bar.set_message(format!(
                         "{} bulk {dir:?} {} depth {depth}",

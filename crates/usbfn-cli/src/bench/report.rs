@@ -278,7 +278,7 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "usbfn bench{} — {} CPUs, raw TCP baselines run {} ms per URB size; \
+            "usbfn bench{} — {} CPUs, raw TCP baseline per URB size: fastest of 3 runs of {} ms; \
              ratio = usbfn / raw TCP 127.0.0.1 measured in this run",
             if self.quick { " --quick" } else { "" },
             self.cpus,
