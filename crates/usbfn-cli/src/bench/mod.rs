@@ -28,6 +28,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use report::{BenchResult, Report};
 use target::{Dir, Target, Transport};
 
+/// A measurement that makes no progress for this long has hung (a lost URB, a stuck
+/// service): it fails instead of waiting forever.
+const STALL: Duration = Duration::from_secs(30);
+
 /// Raw TCP throughput runs per URB size; the fastest is the baseline.
 const TCP_TRIES: usize = 3;
 
@@ -120,7 +124,8 @@ impl Plan {
         if depths.iter().any(|d| *d == 0 || *d > 1024) {
             anyhow::bail!("queue depths must be between 1 and 1024");
         }
-        let point = Duration::from_millis(args.point_ms.unwrap_or(point_ms).max(10));
+        // Bounded so that the derived limits (6x, plus timeouts) cannot overflow.
+        let point = Duration::from_millis(args.point_ms.unwrap_or(point_ms).clamp(10, 600_000));
         let transports = args
             .transports
             .clone()
@@ -142,7 +147,7 @@ impl Plan {
                 .collect(),
             point,
             cap: point * 6,
-            rounds: args.rounds.unwrap_or(rounds).max(1),
+            rounds: args.rounds.unwrap_or(rounds).clamp(1, 10_000_000),
             scale_sample: args.scale_sample.unwrap_or(sample),
             event_depth: 16,
         })
@@ -200,7 +205,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 continue;
             };
             // A fresh device per URB size, its transfers sized for it.
-            let target = Target::start(transport, size).await?;
+            let target = within(STALL, Target::start(transport, size)).await?;
             let count = (tcp.bytes / size as u64).max(1);
             for &dir in &plan.directions {
                 for &depth in &plan.depths {
@@ -209,12 +214,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                         transport.label(),
                         report::size_label(size)
                     ));
-                    let moved = target
-                        .bulk(dir, size, depth, count.max(depth as u64), plan.cap)
-                        .await
-                        .with_context(|| {
-                            format!("{} bulk {dir:?} {size} B depth {depth}", transport.label())
-                        })?;
+                    let what =
+                        || format!("{} bulk {dir:?} {size} B depth {depth}", transport.label());
+                    let moved = within(
+                        plan.cap + STALL,
+                        target.bulk(dir, size, depth, count.max(depth as u64), plan.cap),
+                    )
+                    .await
+                    .with_context(what)?;
                     results.push(BenchResult::bulk(transport, dir, size, depth, &moved, &tcp));
                     bar.inc(1);
                 }
@@ -232,10 +239,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         bar.inc(1);
     }
     for &transport in &plan.transports {
-        let target = Target::start(transport, 512).await?;
+        let target = within(STALL, Target::start(transport, 512)).await?;
         for service in [false, true] {
             bar.set_message(format!("{} control round trips", transport.label()));
-            let l = target.control_latency(service, rounds).await?;
+            // A millisecond per round trip is generous; STALL on top for the warm-up.
+            let limit = STALL.saturating_add(Duration::from_millis(rounds as u64));
+            let l = within(limit, target.control_latency(service, rounds)).await?;
             let reply = if service { 64 } else { 18 };
             let base = tcp_rtt.get(&reply).copied();
             results.push(BenchResult::control(transport, service, reply, &l, base));
@@ -250,8 +259,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     bar.inc(1);
     for &transport in &plan.transports {
         bar.set_message(format!("{} setup events", transport.label()));
-        let target = Target::start(transport, 512).await?;
-        let rate = target.event_rate(plan.event_depth, plan.point).await?;
+        let target = within(STALL, Target::start(transport, 512)).await?;
+        let rate = within(
+            plan.point + STALL,
+            target.event_rate(plan.event_depth, plan.point),
+        )
+        .await?;
         results.push(BenchResult::events(
             transport,
             plan.event_depth,
@@ -283,6 +296,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         print!("{}", report.table());
     }
     Ok(())
+}
+
+/// `fut`, failing after `limit`.
+async fn within<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| anyhow::anyhow!("no result within {limit:?}: the measurement hung"))?
 }
 
 /// `512`, `4K`, `64KiB`, `1M`, `1MiB` (binary multiples).
