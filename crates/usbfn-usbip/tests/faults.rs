@@ -4,7 +4,8 @@
 //! floods. The server exports Gadget Zero (`1-1`) and a device whose IN endpoints never
 //! have data (`1-2`).
 //!
-//! Invariants checked throughout: the server never panics and keeps serving; a fault on one
+//! Invariants checked throughout: nothing panics (a hook counts panics in any task, checked
+//! at every server shutdown) and the server keeps serving; a fault on one
 //! connection leaves other devices and connections working; every URB the server accepts on
 //! a connection that stays up gets exactly one answer (RET_SUBMIT, or RET_UNLINK with
 //! -ECONNRESET); memory stays bounded under floods (VmRSS of this process, which holds both
@@ -59,7 +60,23 @@ struct Fixture {
     _idle: usbfn::Interface,
 }
 
+/// Panics anywhere in this process, connection tasks included (tokio catches those, so the
+/// server would go on and hide them): counted by a hook and checked at every shutdown.
+static PANICS: AtomicU64 = AtomicU64::new(0);
+
+fn count_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::Relaxed);
+            default(info);
+        }));
+    });
+}
+
 async fn start(options: ServerOptions) -> Fixture {
+    count_panics();
     let gz = Controller::new(&gadget_zero::config()).expect("gadget zero");
     let iface = gz.open(gadget_zero::INTERFACE_NAME).expect("open");
     tokio::spawn(gadget_zero::run(iface, gadget_zero::Options::default()));
@@ -105,6 +122,11 @@ impl Fixture {
             .expect("server stops in time")
             .expect("server task did not panic")
             .expect("serve ok");
+        assert_eq!(
+            PANICS.load(Ordering::Relaxed),
+            0,
+            "a task panicked (see above)"
+        );
     }
 
     /// Import `busid` with our client, retrying while the previous host is being released.
@@ -113,8 +135,8 @@ impl Fixture {
         loop {
             match client::import(self.addr, busid).await {
                 Ok(d) => return d,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
+                // Busy while the server releases the previous host.
+                Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(e) => panic!("import {busid}: {e}"),
@@ -565,7 +587,7 @@ impl Bystander {
     }
 }
 
-/// Connect raw, import `busid`, run `fault` on the stream, then drop it.
+/// A raw TCP stream with `busid` imported (retrying while it is busy).
 async fn raw_import(addr: SocketAddr, busid: &str) -> TcpStream {
     Peer::import(addr, busid).await.s
 }
@@ -1429,6 +1451,7 @@ const SERVICE: &str = r#"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_that_goes_away_disconnects_the_host() {
     let _s = EXCLUSIVE.read().await;
+    count_panics();
     for round in 0..20 {
         let controller =
             Controller::new(&DeviceConfig::from_toml(SERVICE).expect("toml")).expect("device");
@@ -1491,6 +1514,11 @@ async fn service_that_goes_away_disconnects_the_host() {
             .expect("join")
             .expect("serve");
     }
+    assert_eq!(
+        PANICS.load(Ordering::Relaxed),
+        0,
+        "a task panicked (see above)"
+    );
     fault(20);
     report("service_that_goes_away_disconnects_the_host", 20);
 }

@@ -43,7 +43,27 @@ const STEP: Duration = Duration::from_secs(20);
 
 static FAULTS: AtomicU64 = AtomicU64::new(0);
 
+/// Panics in any task (tokio catches those in spawned tasks): counted by a hook installed
+/// with the first device and checked by [`report`] at the end of every test.
+static PANICS: AtomicU64 = AtomicU64::new(0);
+
+fn count_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::Relaxed);
+            default(info);
+        }));
+    });
+}
+
 fn report(test: &str, faults: u64) {
+    assert_eq!(
+        PANICS.load(Ordering::Relaxed),
+        0,
+        "a task panicked (see above)"
+    );
     let total = FAULTS.fetch_add(faults, Ordering::Relaxed) + faults;
     eprintln!("[faults] {test}: {faults} faults injected ({total} so far in this binary)");
 }
@@ -56,6 +76,7 @@ struct Rig {
 }
 
 async fn configured() -> Rig {
+    count_panics();
     let controller =
         Controller::new(&DeviceConfig::from_toml(CONFIG).expect("toml")).expect("device");
     let a = controller.open("a").expect("open a");
