@@ -124,8 +124,9 @@ fi
 set -e
 elapsed=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 
-printf 'run-guest: host load average %s before, %s after (%s cpus)\n' "$load_before" \
-  "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)" | tee -a "$logfile" >&2
+load_msg="run-guest: host load average $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after ($(nproc) cpus)"
+printf '%s\n' "$load_msg" >&2
+printf '\n%s\n' "$load_msg" >>"$logfile" # the console's last line has no newline
 marker="$(tr -d '\r' <"$logfile" | sed -n 's/.*CONFORMANCE-EXIT=\([0-9][0-9]*\).*/\1/p' | tail -n 1)"
 if [ "$qemu_rc" -eq 124 ] || [ "$qemu_rc" -eq 137 ]; then
   printf 'run-guest: timeout after %s s (log: %s)\n' "$timeout_s" "$logfile" >&2
