@@ -75,7 +75,7 @@ detach() {
   sleep 0.2
 }
 
-# setup_transport TRANSPORT: loads/reloads what the transport needs; prints the UDC name.
+# setup_transport TRANSPORT: loads/reloads what the transport needs; sets UDC to its UDC name.
 setup_transport() {
   # f_sourcesink edits its static descriptor tables at bind: on a UDC without iso endpoints
   # (dummy_hcd) it drops altsetting 1 for good. A fresh module restores it.
