@@ -11,6 +11,7 @@
 //! | `core_events` | a script of bus and service calls on the sans-IO `Device` (`arbitrary`) | [`core_ops::run`] |
 //! | `config_toml` | a device configuration file | [`config::run`] |
 //! | `descriptors` | descriptor bytes (GET_DESCRIPTOR answers, registry blobs) and setup packets | [`descriptors::run`] |
+//! | `ioctl_dispatch` | raw IOCTLs from a service into `Interface::ioctl`, with a host coming and going | [`ioctl::run`] |
 //! | `ipc_frame` | frames on the daemon's IOCTL socket, from a service or from the daemon | [`ipc::frames`] |
 //!
 //! The harnesses check more than "no panic": decoded messages re-encode to themselves,
@@ -20,6 +21,7 @@
 pub mod config;
 pub mod core_ops;
 pub mod descriptors;
+pub mod ioctl;
 pub mod ipc;
 pub mod seeds;
 pub mod usbip;

@@ -29,7 +29,77 @@ pub fn all() -> Vec<(&'static str, Vec<Seed>)> {
         ("config_toml", config_toml()),
         ("descriptors", descriptors()),
         ("ipc_frame", ipc_frame()),
+        ("ioctl_dispatch", ioctl_dispatch()),
     ]
+}
+
+/// Seeds for `ioctl_dispatch`: a service session through raw IOCTLs with a host that
+/// enumerates, moves data both ways, sends a vendor request and goes away.
+pub fn ioctl_dispatch() -> Vec<Seed> {
+    use crate::ioctl::Step;
+    // Indexes into ioctl::CODES.
+    const TRANSFER_IN: u8 = 0;
+    const TRANSFER_OUT: u8 = 2;
+    const HANDSHAKE_IN: u8 = 3;
+    const SET_PIPE_STATE: u8 = 6;
+    const GET_CLASS_INFO: u8 = 7;
+    const GET_CLASS_INFO_EX: u8 = 8;
+    const DESCRIPTOR_SET: u8 = 9;
+    const REGISTER_STRING: u8 = 10;
+    const EVENT: u8 = 13;
+    let ioctl = |iface: u8, code: u8, pipe: u32, input_len: u16, output_len: u16, capacity: u16| {
+        Step::Ioctl {
+            iface,
+            code,
+            raw: 0,
+            pipe,
+            input_len,
+            output_len,
+            capacity,
+            keep: true,
+        }
+    };
+    let session = vec![
+        ioctl(0, GET_CLASS_INFO, 0, 0, 0, 748),
+        ioctl(1, GET_CLASS_INFO_EX, 0, 0, 0, 2048),
+        ioctl(0, DESCRIPTOR_SET, 0x0003_0000, 4, 0, 1024),
+        ioctl(0, REGISTER_STRING, 4, 512, 0, 0),
+        Step::Attach(1),
+        ioctl(0, EVENT, 0, 0, 0, 12),
+        Step::Configure(1),
+        ioctl(0, EVENT, 0, 0, 0, 12),
+        ioctl(0, TRANSFER_IN, 1, 4, 1000, 0),
+        Step::Urb {
+            ep: 1,
+            dir_in: true,
+            len: 512,
+        },
+        Step::Urb {
+            ep: 1,
+            dir_in: true,
+            len: 512,
+        },
+        ioctl(0, TRANSFER_OUT, 2, 4, 0, 512),
+        Step::Urb {
+            ep: 1,
+            dir_in: false,
+            len: 100,
+        },
+        ioctl(1, TRANSFER_IN, 3, 4, 8, 0),
+        Step::Urb {
+            ep: 2,
+            dir_in: true,
+            len: 8,
+        },
+        Step::Control([0xc0, 0x5c, 0, 0, 0, 0, 16, 0]),
+        ioctl(0, EVENT, 0, 0, 0, 12),
+        ioctl(0, TRANSFER_IN, 0, 4, 16, 0),
+        ioctl(0, HANDSHAKE_IN, 0, 4, 0, 0),
+        ioctl(0, SET_PIPE_STATE, 1, 4, 1, 0),
+        ioctl(0, TRANSFER_OUT, 2, 4, 0, 4096),
+        Step::Detach,
+    ];
+    vec![("session".into(), crate::ioctl::encode(&session))]
 }
 
 /// Seeds for `ipc_frame`: what a service (`RemoteInterface`) and the daemon send for a
@@ -821,13 +891,14 @@ mod tests {
     fn corpus_replays_clean() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
         type Harness = fn(&[u8]);
-        let harnesses: [(&str, Harness); 6] = [
+        let harnesses: [(&str, Harness); 7] = [
             ("usbip_server", usbip::server_stream),
             ("usbip_client", usbip::client_stream),
             ("core_events", core_ops::run),
             ("config_toml", crate::config::run),
             ("descriptors", crate::descriptors::run),
             ("ipc_frame", crate::ipc::frames),
+            ("ioctl_dispatch", crate::ioctl::run),
         ];
         for (target, run) in harnesses {
             let dir = root.join(target);
