@@ -150,6 +150,9 @@ pub struct InterfaceSection {
     /// Device-recipient vendor and class requests go to this interface's service.
     #[serde(default)]
     pub device_request_owner: bool,
+    // Alternate setting 0's fields repeat `AlternateSection`'s on purpose: serde cannot
+    // combine `#[serde(flatten)]` with `deny_unknown_fields`, and a misspelt field must be an
+    // error. `setting0()` gathers them back into an `AlternateSection`.
     /// Alternate setting 0: `bInterfaceClass`.
     #[serde(default)]
     pub class: Option<u8>,
