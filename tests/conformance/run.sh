@@ -25,6 +25,18 @@ log="$build/usbfn-vs-kernel.log"
 echo "==> booting the guest: usbtest against usbfn and against the kernel's SourceSink"
 rc=0
 "$here/run-guest.sh" --quiet --timeout 900 --log "$log" "$@" "$here/guest/usbfn-vs-kernel.sh" "$usbfn" || rc=$?
+if [ "$rc" -ne 0 ]; then
+  # A usbtest case that never completes leaves the guest's host stack stuck (exit 3), and
+  # vhci-hcd has unlink races of its own (see REFERENCE.md: the kernel's own usbip-vudc lost
+  # its device in case 11 twice in ~45 runs). Keep the evidence and boot a fresh guest once;
+  # a second failure fails the suite.
+  cp "$log" "$build/usbfn-vs-kernel.attempt1.log"
+  echo "==> the guest run did not complete (exit $rc): its log is kept as usbfn-vs-kernel.attempt1.log"
+  grep -aE 'TIMEOUT|timed out|stuck|CMD_UNLINK|vhci_hcd|usbtest' "$log" | tail -25 || true
+  echo "==> booting a fresh guest once more"
+  rc=0
+  "$here/run-guest.sh" --quiet --timeout 900 --log "$log" "$@" "$here/guest/usbfn-vs-kernel.sh" "$usbfn" || rc=$?
+fi
 grep -E '^conformance:|^\[ *[0-9.]+\] (usbtest|usb [0-9-]+:).*(failed|error)' "$log" | head -40 || true
 args=("$log")
 [ -n "$bench_md" ] && args+=(--markdown "$bench_md")

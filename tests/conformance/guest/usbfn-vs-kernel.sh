@@ -19,6 +19,7 @@
 #   CMP_CASES         default 0-14,17-21,24,27-29
 #   BENCH_ITERATIONS  default 200 ("0" skips the benchmark)
 #   BENCH_LENGTH      default 1024
+#   CMP_CASE_TIMEOUT  seconds one usbtest case may take, default 60
 . /lib/conformance/lib.sh
 conformance_setup
 
@@ -30,7 +31,7 @@ CMP_CASES=${CMP_CASES:-0-14,17-21,24,27-29}
 BENCH_ITERATIONS=${BENCH_ITERATIONS:-200}
 BENCH_LENGTH=${BENCH_LENGTH:-1024}
 SGLEN=32
-CASE_TIMEOUT=120
+CASE_TIMEOUT=${CMP_CASE_TIMEOUT:-60}
 
 incomplete=0
 t0=$(uptime_s)
@@ -45,10 +46,18 @@ echo -1 >/sys/module/usbtest/parameters/alt
 say "parameters: speeds $CMP_SPEEDS patterns $CMP_PATTERNS sets $CMP_SETS iterations $CMP_ITERATIONS cases $CMP_CASES"
 
 # drive LABEL CASES LENGTH VARY ITERATIONS: one usbtest-driver run; case failures are results.
+# A case that times out leaves usbtest blocked inside the kernel (detaching would hang too), so
+# the run stops there with exit status 3; run.sh reports it and boots a fresh guest once.
 drive() {
   local rc=0
   usbtest-driver --device 0525:a4a0 --label "$1" --cases "$2" --iterations "$5" \
     --length "$3" --vary "$4" --sglen "$SGLEN" --case-timeout "$CASE_TIMEOUT" || rc=$?
+  if [ "$rc" -eq 3 ]; then
+    say "$1: a case timed out; the host stack is stuck, stopping this run"
+    dmesg | grep -E 'usbtest|vhci|usb [0-9-]+:' | tail -20
+    [ -f /tmp/usbfn-serve.log ] && tail -20 /tmp/usbfn-serve.log
+    conformance_exit 3
+  fi
   [ "$rc" -le 1 ] || incomplete=$((incomplete + 1))
 }
 
