@@ -16,6 +16,7 @@
 
 #![allow(clippy::cast_possible_truncation)] // test sizes and seqnums are small by construction
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -214,9 +215,19 @@ struct Peer {
 impl Peer {
     /// Import `busid` raw, retrying while it is busy.
     async fn import(addr: SocketAddr, busid: &str) -> Peer {
+        Peer::import_with(addr, busid, None).await
+    }
+
+    /// [`Peer::import`] with a small receive buffer (`SO_RCVBUF`), so that the server's
+    /// writes block as soon as the host stops reading.
+    async fn import_with(addr: SocketAddr, busid: &str, rcvbuf: Option<u32>) -> Peer {
         let deadline = Instant::now() + STEP;
         loop {
-            let mut s = TcpStream::connect(addr).await.expect("connect");
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            if let Some(size) = rcvbuf {
+                socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+            }
+            let mut s = socket.connect(addr).await.expect("connect");
             s.write_all(&op_import(busid)).await.expect("write import");
             let mut header = [0u8; 8];
             s.read_exact(&mut header).await.expect("import reply");
@@ -305,6 +316,61 @@ impl Peer {
 
     async fn recv_some(&mut self) -> Reply {
         self.recv().await.expect("connection still open")
+    }
+
+    /// Write `rest` while reading replies, until `expected` URBs are answered; returns the
+    /// answers per seqnum (RET_SUBMIT, or the RET_UNLINK that cancelled it).
+    async fn exchange(&mut self, rest: &[u8], expected: usize) -> HashMap<u32, u32> {
+        let mut answers: HashMap<u32, u32> = HashMap::new();
+        let mut pos = 0;
+        let deadline = tokio::time::Instant::now() + STEP * 3;
+        while answers.values().sum::<u32>() < expected as u32 {
+            while let Some(r) = self
+                .codec
+                .decode(&mut self.rx)
+                .expect("reply obeys the protocol")
+            {
+                match r {
+                    Reply::Submit(r) => {
+                        assert_eq!(r.status, 0, "URB {}", r.seqnum);
+                        *answers.entry(r.seqnum).or_default() += 1;
+                    }
+                    Reply::Unlink {
+                        unlink_seqnum,
+                        cancelled: true,
+                        ..
+                    } => *answers.entry(unlink_seqnum).or_default() += 1,
+                    Reply::Unlink { .. } => {}
+                }
+            }
+            if answers.values().sum::<u32>() >= expected as u32 {
+                break;
+            }
+            tokio::select! {
+                r = self.s.readable() => {
+                    r.expect("readable");
+                    match self.s.try_read_buf(&mut self.rx) {
+                        Ok(0) => panic!("the server closed the connection"),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("read: {e}"),
+                    }
+                }
+                w = self.s.writable(), if pos < rest.len() => {
+                    w.expect("writable");
+                    match self.s.try_write(&rest[pos..]) {
+                        Ok(n) => pos += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("write: {e}"),
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => panic!(
+                    "{} of {expected} URBs answered in {:?}", answers.values().sum::<u32>(), STEP * 3
+                ),
+            }
+        }
+        assert!(answers.values().all(|&n| n == 1), "a URB answered twice");
+        answers
     }
 
     /// SET_CONFIGURATION(1) on `devid`.
@@ -434,8 +500,8 @@ impl Drop for RssSampler {
 
 /// A host that submits large IN URBs to Gadget Zero and never reads the replies: the data
 /// Gadget Zero produces for them can only pile up in the server. The server holds at most
-/// `max_outstanding_bytes` of URBs (disconnecting a host that submits more), and drops a
-/// host that takes no replies for `idle_timeout`.
+/// `max_outstanding_bytes` of URBs (not reading a host that submits more until it takes
+/// replies), and drops a host that takes no replies for `idle_timeout`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flood_of_unread_in_urbs_is_bounded() {
     let _x = EXCLUSIVE.write().await;
@@ -475,26 +541,26 @@ async fn flood_of_unread_in_urbs_is_bounded() {
         held / 1024
     );
 
-    // 3. Past the limit: the server disconnects the host as soon as it goes over.
+    // 3. Past the limit: the server stops reading (backpressure) instead of dropping the
+    //    host. Twice the window is queued; the host's writes stall once the window and the
+    //    socket buffers are full, and when it reads, every URB comes back exactly once.
     let mut peer = Peer::import(fx.addr, "1-1").await;
     peer.configure(GZ).await;
-    let mut sent = 0u64;
-    let mut closed = false;
-    for _ in 0..1024 {
-        let mut out = BytesMut::new();
-        peer.submit_into(cmd(GZ, Direction::In, 1, URB), &mut out);
-        match tokio::time::timeout(Duration::from_secs(5), peer.s.write_all(&out)).await {
-            Ok(Ok(())) => sent += 1,
-            Ok(Err(_)) => {
-                closed = true;
-                break;
-            }
-            Err(_) => break,
-        }
+    const PAST: usize = 2 * LIMIT / URB as usize;
+    let mut out = BytesMut::new();
+    let mut urbs = Vec::new();
+    for _ in 0..PAST {
+        urbs.push(peer.submit_into(cmd(GZ, Direction::In, 1, URB), &mut out));
     }
-    if !closed {
-        closed_by_server(peer.s, STEP).await;
-    }
+    // IN commands are small: they all fit in the socket buffers, and the server reads only
+    // what fits in its window. What it holds meanwhile is bounded by that window.
+    peer.send(&out).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held_past = sampler.peak();
+    let answers = peer.exchange(&[], PAST).await;
+    assert!(urbs.iter().all(|u| answers.get(u) == Some(&1)));
+    drop(peer);
+    let sent = PAST as u64;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let peak = sampler.peak();
     drop(sampler);
@@ -503,8 +569,10 @@ async fn flood_of_unread_in_urbs_is_bounded() {
     let faults = at_limit as u64 + sent;
     fault(faults);
     eprintln!(
-        "[rss] unread IN flood past the limit: {sent} x 1 MiB written before the server closed; \
-         VmRSS before {} MiB, peak {} MiB (growth {growth_mib} MiB), after {} MiB",
+        "[rss] unread IN flood past the limit: {PAST} x 1 MiB queued, VmRSS {} MiB while the host \
+         did not read; then all {PAST} answered once; VmRSS before {} MiB, peak {} MiB \
+         (growth {growth_mib} MiB), after {} MiB",
+        held_past / 1024,
         before / 1024,
         peak / 1024,
         after / 1024
@@ -839,6 +907,159 @@ async fn unlink_storms_answer_every_urb_exactly_once() {
     drop((dev, peer));
     fx.shutdown().await;
     report("unlink_storms_answer_every_urb_exactly_once", faults);
+}
+
+/// vhci-hcd sends queued unlinks in a loop of their own, so a URB submitted and unlinked
+/// while that loop runs has its CMD_UNLINK on the wire before its CMD_SUBMIT. Answering 0
+/// ("already completed") there made vhci give the URB back and then tear the device down at
+/// its RET_SUBMIT (`cannot find a urb of seqnum N`; the usbtest case-24 hang). The URB must
+/// be cancelled instead: one RET_UNLINK(-ECONNRESET), no RET_SUBMIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlink_that_overtakes_its_submit_cancels_it() {
+    let _s = EXCLUSIVE.read().await;
+    let fx = start(ServerOptions::default()).await;
+    let mut dev = Peer::import(fx.addr, "1-1").await;
+    dev.configure(GZ).await;
+    const PAIRS: usize = 100;
+    let mut out = BytesMut::new();
+    let mut cancelled_urbs = Vec::new();
+    let mut kept = Vec::new();
+    for i in 0..PAIRS {
+        // Numbered as vhci numbers them: the URB first, its unlink after; sent the other way.
+        let urb = dev.seqnum();
+        let direction = if i % 2 == 0 {
+            Direction::In
+        } else {
+            Direction::Out
+        };
+        let mut c = cmd(GZ, direction, 1, 4096);
+        c.seqnum = urb;
+        if direction == Direction::Out {
+            c.data = Bytes::from(vec![0u8; 4096]);
+        }
+        dev.unlink_into(GZ, urb, &mut out);
+        dev.submit_as_into(&c, &mut out);
+        cancelled_urbs.push(urb);
+        // An ordinary URB between the pairs: completes as usual.
+        kept.push(dev.submit_into(cmd(GZ, Direction::In, 1, 512), &mut out));
+    }
+    dev.send(&out).await;
+    // The codec fails on any answer vhci would reject (a RET_SUBMIT after the RET_UNLINK
+    // that gave its URB back, or a RET_UNLINK(0) for a URB with no RET_SUBMIT yet).
+    let answers = dev.exchange(&[], 2 * PAIRS).await;
+    assert!(
+        cancelled_urbs
+            .iter()
+            .chain(&kept)
+            .all(|u| answers.get(u) == Some(&1))
+    );
+    assert_eq!(dev.codec.outstanding(), 0);
+    // The device still streams.
+    dev.submit(cmd(GZ, Direction::In, 1, 4096)).await;
+    assert!(matches!(dev.recv_some().await, Reply::Submit(r) if r.status == 0));
+    fault(PAIRS as u64);
+    drop(dev);
+    fx.shutdown().await;
+    report(
+        "an_unlink_that_overtakes_its_submit_cancels_it",
+        PAIRS as u64,
+    );
+}
+
+/// The unlink/complete race at the writer, made deterministic by a host that stops reading
+/// while a 16 MiB reply is being written (its header read proves the writer is in it):
+/// - a URB completed meanwhile sits in the writer, unwritten: its unlink cancels it
+///   (RET_UNLINK -ECONNRESET) and its RET_SUBMIT is never written;
+/// - the unlink of the URB whose reply is being written is answered 0, after that reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlinks_race_replies_in_the_writer() {
+    let _s = EXCLUSIVE.write().await;
+    let fx = start(ServerOptions::default()).await;
+    let mut dev = Peer::import_with(fx.addr, "1-1", Some(16 * 1024)).await;
+    dev.configure(GZ).await;
+    const BIG: u32 = 16 * 1024 * 1024;
+    let big = dev.submit(cmd(GZ, Direction::In, 1, BIG)).await;
+    // Read until the big reply's header is in: the writer is now writing it, and blocks.
+    while dev.rx.len() < 48 {
+        tokio::time::timeout(STEP, dev.s.read_buf(&mut dev.rx))
+            .await
+            .expect("the big reply starts in time")
+            .expect("read");
+    }
+    assert_eq!(&dev.rx[0..4], &3u32.to_be_bytes(), "RET_SUBMIT");
+    assert_eq!(&dev.rx[4..8], &big.to_be_bytes(), "of the big URB");
+    let mut out = BytesMut::new();
+    let small = dev.submit_into(cmd(GZ, Direction::In, 1, 512), &mut out);
+    let unlink_small = dev.unlink_into(GZ, small, &mut out);
+    let unlink_big = dev.unlink_into(GZ, big, &mut out);
+    dev.send(&out).await;
+    // Let the server take all three (its reader is not blocked, only its writer).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut order = Vec::new();
+    while order.len() < 3 {
+        match dev.recv_some().await {
+            Reply::Submit(r) => order.push(("RET_SUBMIT", r.seqnum, r.status)),
+            Reply::Unlink { ret, .. } => order.push(("RET_UNLINK", ret.seqnum, ret.status)),
+        }
+    }
+    assert_eq!(
+        order,
+        [
+            ("RET_SUBMIT", big, 0),
+            ("RET_UNLINK", unlink_small, -errno::ECONNRESET),
+            ("RET_UNLINK", unlink_big, 0),
+        ]
+    );
+    assert_eq!(dev.codec.outstanding(), 0);
+    dev.submit(cmd(GZ, Direction::In, 1, 4096)).await;
+    assert!(
+        matches!(dev.recv_some().await, Reply::Submit(r) if r.status == 0 && r.seqnum != small)
+    );
+    fault(2);
+    drop(dev);
+    fx.shutdown().await;
+    report("unlinks_race_replies_in_the_writer", 2);
+}
+
+/// A host that stops reading replies for a while with 5000 URBs queued is pushed back (the
+/// server stops reading it), not dropped: when it reads again, every URB is answered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_pauses_reading_gets_every_answer() {
+    let _s = EXCLUSIVE.write().await;
+    let fx = start(ServerOptions::default()).await;
+    let mut dev = Peer::import_with(fx.addr, "1-1", Some(64 * 1024)).await;
+    dev.configure(GZ).await;
+    const URBS: usize = 5000;
+    let mut out = BytesMut::new();
+    let mut urbs = Vec::new();
+    for _ in 0..URBS {
+        urbs.push(dev.submit_into(cmd(GZ, Direction::In, 1, 512), &mut out));
+    }
+    // Write as much as the server takes without reading anything, then pause 3 s.
+    let bytes = out.freeze();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        match tokio::time::timeout(Duration::from_millis(500), dev.s.write(&bytes[pos..])).await {
+            Ok(Ok(n)) => pos += n,
+            Ok(Err(e)) => panic!("the server closed the connection: {e}"),
+            Err(_) => break,
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let taken = pos;
+    let answers = dev.exchange(&bytes[pos..], URBS).await;
+    assert!(urbs.iter().all(|u| answers.get(u) == Some(&1)));
+    assert_eq!(dev.codec.outstanding(), 0);
+    eprintln!(
+        "paused reader: {URBS} x 512 B IN URBs, {taken} of {} command bytes taken before the \
+         pause, every URB answered once afterwards",
+        bytes.len()
+    );
+    fault(URBS as u64);
+    drop(dev);
+    fx.gz_works().await;
+    fx.shutdown().await;
+    report("a_host_that_pauses_reading_gets_every_answer", URBS as u64);
 }
 
 /// A CMD_UNLINK must not wait behind a stream of completions: a host blocks in

@@ -1,20 +1,21 @@
 //! One USB/IP connection: the op phase, then URB traffic for an imported device.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use usbfn::{BusOutput, BusPort, CompletionStatus, Error as UsbfnError, UrbCompletion};
 use usbfn_core::{Urb, UrbId};
 use usbfn_wire::SetupPacket;
 
+use super::flow::{Early, EarlyUnlinks, Refusal, Window};
+use super::replies::{Replies, Reply};
 use super::{Export, Server, SubmittedUrb};
 use crate::batch::WriteBatch;
 use crate::proto::{
@@ -47,7 +48,7 @@ pub(crate) enum ConnectionError {
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
-/// Queued CMD_UNLINKs before the reader waits for the writer.
+/// Messages (mostly CMD_UNLINKs) queued for the writer before the reader waits for it.
 const UNLINK_QUEUE: usize = 1024;
 /// Write when this many reply bytes are batched, even if more are ready.
 const WRITE_BATCH: usize = 256 * 1024;
@@ -211,8 +212,8 @@ async fn write_within(
 
 /// Writes everything `batch` holds (one `writev` per call the socket allows), failing with
 /// [`ConnectionError::WriteTimeout`] when the peer does not take it within `timeout`.
-async fn write_batch_within(
-    writer: &mut OwnedWriteHalf,
+async fn write_batch_within<W: AsyncWrite + Unpin>(
+    writer: &mut W,
     batch: &mut WriteBatch,
     timeout: Duration,
 ) -> Result<(), ConnectionError> {
@@ -226,59 +227,38 @@ async fn write_batch_within(
     }
 }
 
-async fn read_more(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
+async fn read_more<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
     }
     reader.read_buf(buf).await
 }
 
-/// URBs the connection has accepted and not yet answered, by seqnum, and their bytes.
-#[derive(Debug, Default)]
-struct PendingUrbs {
-    urbs: HashMap<u32, SubmittedUrb>,
-    /// Sum of `transfer_buffer_length` over `urbs` (checked against
-    /// `ServerOptions::max_outstanding_bytes`).
-    bytes: usize,
-}
-
-impl PendingUrbs {
-    fn insert(&mut self, urb: SubmittedUrb) {
-        self.bytes = self.bytes.saturating_add(urb_bytes(&urb));
-        if let Some(old) = self.urbs.insert(urb.seqnum, urb) {
-            // The caller refuses reused seqnums first; keep the count right regardless.
-            self.bytes = self.bytes.saturating_sub(urb_bytes(&old));
-        }
-    }
-
-    fn remove(&mut self, seqnum: u32) -> Option<SubmittedUrb> {
-        let urb = self.urbs.remove(&seqnum)?;
-        self.bytes = self.bytes.saturating_sub(urb_bytes(&urb));
-        Some(urb)
-    }
-}
-
-fn urb_bytes(urb: &SubmittedUrb) -> usize {
-    usize::try_from(urb.transfer_buffer_length).unwrap_or(usize::MAX)
-}
-
-type Pending = Arc<Mutex<PendingUrbs>>;
-
 #[allow(clippy::too_many_arguments)] // the pieces of one connection, handed over once
-async fn urb_phase(
+async fn urb_phase<R, W>(
     server: &Server,
     device: UsbDevice,
     mut port: BusPort,
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: R,
+    writer: W,
     buf: BytesMut,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), ConnectionError> {
+) -> Result<(), ConnectionError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let completions = port.take_receiver();
     let port = Arc::new(port);
-    let pending: Pending = Arc::default();
-    let (unlink_tx, unlink_rx) = mpsc::channel(UNLINK_QUEUE);
     let limits = server.options.limits;
+    let window = Window::new(
+        limits.max_outstanding_urbs,
+        server.options.max_outstanding_bytes,
+    );
+    let (to_writer, from_reader) = mpsc::channel(UNLINK_QUEUE);
     let tap = server.options.tap.clone();
     let idle = server.options.idle_timeout;
     let read = read_loop(ReadCtx {
@@ -286,23 +266,25 @@ async fn urb_phase(
         reader,
         buf,
         port: port.clone(),
-        pending: pending.clone(),
-        unlinks: unlink_tx,
+        window: window.clone(),
+        early: EarlyUnlinks::default(),
+        to_writer,
         device: device.clone(),
-        max_outstanding: limits.max_outstanding_urbs,
-        max_outstanding_bytes: server.options.max_outstanding_bytes,
         idle,
         tap: tap.clone(),
+        waiting_logged: false,
     });
     let write = write_loop(WriteCtx {
         writer,
         completions,
-        unlinks: unlink_rx,
+        from_reader,
         port: port.clone(),
-        pending,
+        window,
         device,
         idle,
         tap,
+        replies: Replies::default(),
+        answered: Vec::new(),
     });
     tokio::select! {
         r = read => r,
@@ -314,21 +296,32 @@ async fn urb_phase(
     }
 }
 
-struct ReadCtx {
-    codec: ServerCodec,
-    reader: OwnedReadHalf,
-    buf: BytesMut,
-    port: Arc<BusPort>,
-    pending: Pending,
-    unlinks: mpsc::Sender<CmdUnlink>,
-    device: UsbDevice,
-    max_outstanding: usize,
-    max_outstanding_bytes: usize,
-    idle: Duration,
-    tap: Option<Arc<dyn super::UrbTap>>,
+/// What the reader hands the writer.
+#[derive(Debug)]
+enum ToWriter {
+    /// A CMD_UNLINK for the writer to answer (it alone knows what is on the wire).
+    Unlink(CmdUnlink),
+    /// A CMD_UNLINK the reader answered itself: its URB was cancelled before it reached the
+    /// device (the unlink arrived first, see [`EarlyUnlinks`]).
+    Answered(RetUnlink),
 }
 
-async fn read_loop(mut cx: ReadCtx) -> Result<(), ConnectionError> {
+struct ReadCtx<R> {
+    codec: ServerCodec,
+    reader: R,
+    buf: BytesMut,
+    port: Arc<BusPort>,
+    window: Arc<Window>,
+    early: EarlyUnlinks,
+    to_writer: mpsc::Sender<ToWriter>,
+    device: UsbDevice,
+    idle: Duration,
+    tap: Option<Arc<dyn super::UrbTap>>,
+    /// The "window full" debug line was logged for the current wait.
+    waiting_logged: bool,
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(mut cx: ReadCtx<R>) -> Result<(), ConnectionError> {
     // When the first byte of the message at the front of `buf` arrived (None: `buf` is
     // empty, the host is between messages and may stay there as long as it likes).
     let mut partial_since: Option<Instant> = None;
@@ -336,13 +329,12 @@ async fn read_loop(mut cx: ReadCtx) -> Result<(), ConnectionError> {
         let mut decoded = false;
         while let Some(cmd) = cx.codec.decode(&mut cx.buf)? {
             decoded = true;
-            match cmd {
-                Command::Submit(cmd) => cx.submit(cmd)?,
-                Command::Unlink(cmd) => {
-                    if cx.unlinks.send(cmd).await.is_err() {
-                        return Ok(());
-                    }
-                }
+            let open = match cmd {
+                Command::Submit(cmd) => cx.submit(cmd).await?,
+                Command::Unlink(u) => cx.unlink(u).await,
+            };
+            if !open {
+                return Ok(());
             }
         }
         partial_since = match partial_since {
@@ -353,6 +345,7 @@ async fn read_loop(mut cx: ReadCtx) -> Result<(), ConnectionError> {
             None => Some(Instant::now()),
         };
         let deadline = partial_since.and_then(|since| since.checked_add(cx.idle));
+        let early = cx.early.deadline().map(Instant::from_std);
         let n = tokio::select! {
             n = read_more(&mut cx.reader, &mut cx.buf) => n?,
             () = sleep_until(deadline), if deadline.is_some() => {
@@ -361,6 +354,16 @@ async fn read_loop(mut cx: ReadCtx) -> Result<(), ConnectionError> {
                     buffered: cx.buf.len(),
                     timeout: cx.idle,
                 });
+            }
+            () = sleep_until(early), if early.is_some() => {
+                let mut due = Vec::new();
+                cx.early.expire(std::time::Instant::now(), &mut due);
+                for u in due {
+                    if !cx.tell_writer(ToWriter::Unlink(u)).await {
+                        return Ok(());
+                    }
+                }
+                continue;
             }
         };
         if n == 0 {
@@ -373,8 +376,48 @@ async fn read_loop(mut cx: ReadCtx) -> Result<(), ConnectionError> {
     }
 }
 
-impl ReadCtx {
-    fn submit(&mut self, cmd: CmdSubmit) -> Result<(), ConnectionError> {
+impl<R> ReadCtx<R> {
+    /// Hand the writer something; false when the writer is gone (the connection is ending).
+    async fn tell_writer(&self, m: ToWriter) -> bool {
+        self.to_writer.send(m).await.is_ok()
+    }
+
+    async fn unlink(&mut self, u: CmdUnlink) -> bool {
+        for e in self.early.unlink(u, std::time::Instant::now()) {
+            if let Early::Forward(u) = e
+                && !self.tell_writer(ToWriter::Unlink(u)).await
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Accept a CMD_SUBMIT: waits while the window is full (not reading the socket meanwhile).
+    /// Ok(false) when the writer is gone.
+    async fn submit(&mut self, cmd: CmdSubmit) -> Result<bool, ConnectionError> {
+        let mut stale = Vec::new();
+        let cancelled_by = self.early.submit(cmd.seqnum, &mut stale);
+        for u in stale {
+            if !self.tell_writer(ToWriter::Unlink(u)).await {
+                return Ok(false);
+            }
+        }
+        if let Some(tap) = &self.tap {
+            tap.submit(&self.device, &cmd);
+        }
+        if let Some(u) = cancelled_by {
+            tracing::debug!(
+                seqnum = cmd.seqnum,
+                unlink = u.seqnum,
+                "CMD_SUBMIT already unlinked: cancelled before it reached the device"
+            );
+            let ret = RetUnlink {
+                seqnum: u.seqnum,
+                status: -errno::ECONNRESET,
+            };
+            return Ok(self.tell_writer(ToWriter::Answered(ret)).await);
+        }
         let record = SubmittedUrb {
             seqnum: cmd.seqnum,
             direction: cmd.direction,
@@ -384,33 +427,36 @@ impl ReadCtx {
             number_of_packets: cmd.number_of_packets,
             transfer_flags: cmd.transfer_flags.0,
         };
-        {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            if pending.urbs.len() >= self.max_outstanding {
-                return Err(ConnectionError::Limit(format!(
-                    "{} URBs outstanding on one connection (max_outstanding_urbs {})",
-                    pending.urbs.len() + 1,
-                    self.max_outstanding
-                )));
+        loop {
+            match self.window.try_accept(&record) {
+                Ok(()) => break,
+                Err(Refusal::Full) => {
+                    if !std::mem::replace(&mut self.waiting_logged, true) {
+                        let (urbs, bytes) = self.window.limits();
+                        tracing::debug!(
+                            max_outstanding_urbs = urbs,
+                            max_outstanding_bytes = bytes,
+                            "window full: not reading until the host takes replies"
+                        );
+                    }
+                    self.window.room().await;
+                }
+                Err(Refusal::TooLarge) => {
+                    return Err(ConnectionError::Limit(format!(
+                        "a URB of {} bytes is larger than max_outstanding_bytes ({})",
+                        cmd.transfer_buffer_length,
+                        self.window.limits().1
+                    )));
+                }
+                Err(Refusal::SeqnumInUse) => {
+                    return Err(ConnectionError::Limit(format!(
+                        "CMD_SUBMIT reuses seqnum {} of a pending URB",
+                        cmd.seqnum
+                    )));
+                }
             }
-            let bytes = pending.bytes.saturating_add(urb_bytes(&record));
-            if bytes > self.max_outstanding_bytes {
-                return Err(ConnectionError::Limit(format!(
-                    "{bytes} bytes of URBs outstanding on one connection (max_outstanding_bytes {})",
-                    self.max_outstanding_bytes
-                )));
-            }
-            if pending.urbs.contains_key(&cmd.seqnum) {
-                return Err(ConnectionError::Limit(format!(
-                    "CMD_SUBMIT reuses seqnum {} of a pending URB",
-                    cmd.seqnum
-                )));
-            }
-            pending.insert(record);
         }
-        if let Some(tap) = &self.tap {
-            tap.submit(&self.device, &cmd);
-        }
+        self.waiting_logged = false;
         if cmd.devid != self.device.devid() {
             tracing::debug!(
                 devid = cmd.devid,
@@ -425,13 +471,14 @@ impl ReadCtx {
             };
             // Answered through the same path as device completions, to keep one writer.
             self.port.answer(c);
-            return Ok(());
+            return Ok(true);
         }
         let direction = match cmd.direction {
             Direction::In => usbfn_wire::Direction::In,
             Direction::Out => usbfn_wire::Direction::Out,
         };
         let setup = (cmd.ep == 0).then(|| SetupPacket::from_bytes(cmd.setup));
+        // A u32 always fits usize on the 32- and 64-bit targets usbfn builds for.
         let buffer_len = usize::try_from(cmd.transfer_buffer_length).unwrap_or(usize::MAX);
         let flags = cmd.transfer_flags;
         self.port.submit(Urb {
@@ -445,22 +492,26 @@ impl ReadCtx {
             zero_packet: flags.contains(TransferFlags::ZERO_PACKET),
             iso_packets: u32::try_from(cmd.number_of_packets.max(0)).unwrap_or(0),
         });
-        Ok(())
+        Ok(true)
     }
 }
 
-struct WriteCtx {
-    writer: OwnedWriteHalf,
+struct WriteCtx<W> {
+    writer: W,
     completions: mpsc::UnboundedReceiver<BusOutput>,
-    unlinks: mpsc::Receiver<CmdUnlink>,
+    from_reader: mpsc::Receiver<ToWriter>,
     port: Arc<BusPort>,
-    pending: Pending,
+    window: Arc<Window>,
     device: UsbDevice,
     idle: Duration,
     tap: Option<Arc<dyn super::UrbTap>>,
+    /// Replies decided and not yet encoded (see `replies.rs` for the exactly-once rule).
+    replies: Replies,
+    /// URBs answered by the batch being written (reused buffer).
+    answered: Vec<SubmittedUrb>,
 }
 
-async fn write_loop(mut cx: WriteCtx) -> Result<(), ConnectionError> {
+async fn write_loop<W: AsyncWrite + Unpin>(mut cx: WriteCtx<W>) -> Result<(), ConnectionError> {
     // Headers are packed together; IN payloads are written from the device's buffers.
     let mut out = WriteBatch::with_capacity(64 * 1024);
     loop {
@@ -468,33 +519,36 @@ async fn write_loop(mut cx: WriteCtx) -> Result<(), ConnectionError> {
         tokio::select! {
             // Unlinks first: the host waits for each one (usb_kill_urb), and a device that
             // completes URBs faster than the socket drains would otherwise starve them.
-            // Answering one while completions are queued is safe: `unlink` sends a queued
-            // RET_SUBMIT before the RET_UNLINK that says it went out.
             biased;
-            u = cx.unlinks.recv() => match u {
-                Some(u) => disconnect = cx.unlink(u, &mut out)?,
+            m = cx.from_reader.recv() => match m {
+                Some(m) => disconnect |= cx.handle_reader_msg(m),
                 None => return Ok(()),
             },
             c = cx.completions.recv() => match c {
-                Some(BusOutput::Completion(c)) => cx.ret_submit(c, &mut out)?,
+                Some(BusOutput::Completion(c)) => cx.take(c),
                 Some(BusOutput::Disconnect) | None => disconnect = true,
             },
         }
-        // Batch whatever else is ready before writing, unlinks first again.
-        while !disconnect && out.len() < WRITE_BATCH {
-            if let Ok(u) = cx.unlinks.try_recv() {
-                disconnect = cx.unlink(u, &mut out)?;
+        // Gather whatever else is ready before writing, unlinks first again.
+        while !disconnect && cx.replies.bytes() < WRITE_BATCH {
+            if let Ok(m) = cx.from_reader.try_recv() {
+                disconnect |= cx.handle_reader_msg(m);
                 continue;
             }
             match cx.completions.try_recv() {
-                Ok(BusOutput::Completion(c)) => cx.ret_submit(c, &mut out)?,
+                Ok(BusOutput::Completion(c)) => cx.take(c),
                 Ok(BusOutput::Disconnect) => disconnect = true,
                 Err(_) => break,
             }
         }
+        // Encode right before writing: until here a queued RET_SUBMIT can still be
+        // cancelled by an unlink; from here on it is the wire's.
+        cx.encode(&mut out)?;
         if !out.is_empty() {
             write_batch_within(&mut cx.writer, &mut out, cx.idle).await?;
         }
+        cx.window.answered(cx.answered.iter());
+        cx.answered.clear();
         if disconnect {
             tracing::info!("the device's service went away: disconnecting the host");
             let _ = tokio::time::timeout(cx.idle, cx.writer.shutdown()).await;
@@ -503,96 +557,134 @@ async fn write_loop(mut cx: WriteCtx) -> Result<(), ConnectionError> {
     }
 }
 
-impl WriteCtx {
-    fn ret_submit(
-        &mut self,
-        c: UrbCompletion,
-        out: &mut WriteBatch,
-    ) -> Result<(), ConnectionError> {
-        let seqnum = u32::try_from(c.id.0).unwrap_or(u32::MAX);
-        let Some(urb) = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(seqnum)
-        else {
-            // Never send an unknown seqnum: the Linux host would drop the device.
-            tracing::warn!(seqnum, "completion for a URB that is not pending: dropped");
-            return Ok(());
-        };
-        let status = c.status.to_errno();
-        let iso_count = urb.number_of_packets.max(0);
-        let iso: Vec<IsoPacketDescriptor> = (0..iso_count)
-            .map(|_| IsoPacketDescriptor {
-                offset: 0,
-                length: 0,
-                actual_length: 0,
-                status: -errno::EXDEV,
-            })
-            .collect();
-        let data = if urb.direction == Direction::In {
-            c.data
-        } else {
-            Bytes::new()
-        };
-        let mut ret = RetSubmit {
-            seqnum,
-            status,
-            actual_length: u32::try_from(c.actual_length).unwrap_or(u32::MAX),
-            start_frame: 0,
-            number_of_packets: urb.number_of_packets,
-            error_count: iso_count,
-            data,
-            iso,
-        };
-        if let Some(tap) = &self.tap {
-            tap.complete(&self.device, &urb, &ret);
+impl<W> WriteCtx<W> {
+    /// A message from the reader. True when the device asked to disconnect the host meanwhile.
+    fn handle_reader_msg(&mut self, m: ToWriter) -> bool {
+        match m {
+            ToWriter::Unlink(u) => self.unlink(u),
+            ToWriter::Answered(ret) => {
+                self.replies.push_unlink(ret, None);
+                false
+            }
         }
-        ret.encode_header(urb.direction, out.packed())?;
-        out.payload(std::mem::take(&mut ret.data));
-        ret.encode_iso(out.packed());
-        Ok(())
     }
 
-    /// Answers a CMD_UNLINK. True when the device asked to disconnect the host meanwhile.
-    fn unlink(&mut self, u: CmdUnlink, out: &mut WriteBatch) -> Result<bool, ConnectionError> {
+    /// A completion from the device: its RET_SUBMIT joins the queue.
+    fn take(&mut self, c: UrbCompletion) {
+        let Some(urb) = u32::try_from(c.id.0)
+            .ok()
+            .and_then(|seqnum| self.window.take_from_device(seqnum))
+        else {
+            // Never send an unknown seqnum: the Linux host would drop the device.
+            tracing::warn!(
+                urb = c.id.0,
+                "completion for a URB that is not pending: dropped"
+            );
+            return;
+        };
+        self.replies.push_submit(urb, c);
+    }
+
+    /// Answer a CMD_UNLINK (the table in `replies.rs`). True when the device asked to
+    /// disconnect the host meanwhile.
+    fn unlink(&mut self, u: CmdUnlink) -> bool {
+        let target = u.unlink_seqnum;
+        let in_device = self.window.lock().in_device.contains_key(&target);
+        if in_device && self.port.unlink(UrbId(u64::from(target))) {
+            let urb = self.window.take_from_device(target);
+            tracing::debug!(seqnum = target, "CMD_UNLINK: cancelled in the device");
+            self.replies.push_unlink(
+                RetUnlink {
+                    seqnum: u.seqnum,
+                    status: -errno::ECONNRESET,
+                },
+                urb,
+            );
+            return false;
+        }
+        // Completed: its completion is in the channel, queued here, or on the wire.
         let mut disconnect = false;
-        let was_pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .urbs
-            .contains_key(&u.unlink_seqnum);
-        let cancelled = was_pending && self.port.unlink(UrbId(u64::from(u.unlink_seqnum)));
+        loop {
+            match self.completions.try_recv() {
+                Ok(BusOutput::Completion(c)) => self.take(c),
+                Ok(BusOutput::Disconnect) => disconnect = true,
+                Err(_) => break,
+            }
+        }
+        let (status, answers) = match self.replies.cancel_submit(target) {
+            Some(urb) => (-errno::ECONNRESET, Some(urb)),
+            None => (0, None),
+        };
         tracing::debug!(
-            seqnum = u.unlink_seqnum,
-            was_pending,
-            cancelled,
-            "CMD_UNLINK"
+            seqnum = target,
+            status,
+            "CMD_UNLINK of a completed URB ({})",
+            if answers.is_some() {
+                "its RET_SUBMIT was not written yet: cancelled"
+            } else {
+                "its RET_SUBMIT is on the wire"
+            }
         );
-        let status = if cancelled {
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(u.unlink_seqnum);
-            -errno::ECONNRESET
-        } else {
-            // Completed already: its RET_SUBMIT is queued (or sent); send it first. A
-            // disconnect request met on the way is kept, not lost.
-            loop {
-                match self.completions.try_recv() {
-                    Ok(BusOutput::Completion(c)) => self.ret_submit(c, out)?,
-                    Ok(BusOutput::Disconnect) => disconnect = true,
-                    Err(_) => break,
+        self.replies.push_unlink(
+            RetUnlink {
+                seqnum: u.seqnum,
+                status,
+            },
+            answers,
+        );
+        disconnect
+    }
+
+    /// Encode every queued reply into `out`, noting the URBs they answer.
+    fn encode(&mut self, out: &mut WriteBatch) -> Result<(), ConnectionError> {
+        for reply in self.replies.take_all() {
+            match reply {
+                Reply::Submit { urb, completion } => {
+                    let mut ret = ret_submit(&urb, completion);
+                    if let Some(tap) = &self.tap {
+                        tap.complete(&self.device, &urb, &ret);
+                    }
+                    ret.encode_header(urb.direction, out.packed())?;
+                    out.payload(std::mem::take(&mut ret.data));
+                    ret.encode_iso(out.packed());
+                    self.answered.push(urb);
+                }
+                Reply::Unlink { ret, answers } => {
+                    ret.encode(out.packed())?;
+                    self.answered.extend(answers);
                 }
             }
-            0
-        };
-        RetUnlink {
-            seqnum: u.seqnum,
-            status,
         }
-        .encode(out.packed())?;
-        Ok(disconnect)
+        Ok(())
+    }
+}
+
+/// The RET_SUBMIT for a URB's completion.
+fn ret_submit(urb: &SubmittedUrb, c: UrbCompletion) -> RetSubmit {
+    let status = c.status.to_errno();
+    let iso_count = urb.number_of_packets.max(0);
+    let iso: Vec<IsoPacketDescriptor> = (0..iso_count)
+        .map(|_| IsoPacketDescriptor {
+            offset: 0,
+            length: 0,
+            actual_length: 0,
+            status: -errno::EXDEV,
+        })
+        .collect();
+    let data = if urb.direction == Direction::In {
+        c.data
+    } else {
+        Bytes::new()
+    };
+    RetSubmit {
+        seqnum: urb.seqnum,
+        status,
+        // An actual length never exceeds the URB's u32 buffer length.
+        actual_length: u32::try_from(c.actual_length).unwrap_or(u32::MAX),
+        start_frame: 0,
+        number_of_packets: urb.number_of_packets,
+        error_count: iso_count,
+        data,
+        iso,
     }
 }

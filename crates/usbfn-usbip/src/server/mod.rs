@@ -12,13 +12,18 @@
 //!
 //! Limits are enforced per connection ([`Limits`], [`ServerOptions`]); a peer that breaks
 //! one is disconnected with a log line naming the limit, and the server and other
-//! connections go on. A peer that stops in the middle of a message (or stops reading the
+//! connections go on. The outstanding-URB limits are a window, not a fault: a host that
+//! queues more URBs than `max_outstanding_urbs` / `max_outstanding_bytes`, or does not read
+//! its replies, is simply not read from until the writer has answered some (TCP
+//! backpressure); every URB accepted is answered exactly once. A peer that stops in the middle of a message (or stops reading the
 //! replies) is dropped after [`ServerOptions::idle_timeout`]; a host that is merely idle
 //! between messages is never dropped. `SECURITY.md` at the repository root has the threat
 //! model and every limit with its default.
 
 mod connection;
+mod flow;
 mod pcap;
+mod replies;
 
 pub use pcap::PcapTap;
 
@@ -170,7 +175,9 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// Most bytes of URBs outstanding on one connection: the sum of
     /// `transfer_buffer_length` of every URB accepted and not yet answered (IN buffers the
-    /// device fills, OUT data it holds). A host that goes past it is disconnected.
+    /// device fills, OUT data it holds). When it is reached the server stops reading the
+    /// connection until replies are written (backpressure); only a single URB larger than
+    /// this is refused, by disconnecting the host.
     pub max_outstanding_bytes: usize,
 }
 
