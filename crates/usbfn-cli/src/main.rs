@@ -41,7 +41,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     alloc::tune_for_streaming();
-    restore_sigpipe();
+    quiet_exit_on_closed_stdout();
     let cli = Cli::parse();
     let default = match cli.verbose {
         // The benchmark's own servers and clients would log every import at info.
@@ -103,14 +103,28 @@ pub(crate) fn server_addr(text: &str) -> anyhow::Result<std::net::SocketAddr> {
         .ok_or_else(|| anyhow::anyhow!("{text:?} resolves to no address"))
 }
 
-/// `usbfn list | head` must end quietly when the reader goes away, as Unix tools do, instead
-/// of panicking in `println!` on EPIPE: restore the default SIGPIPE action that the Rust
-/// runtime replaces with "ignore".
-fn restore_sigpipe() {
-    #[cfg(unix)]
-    // SAFETY: called first thing in `main`, before any other thread exists; `signal` with
-    // SIG_DFL installs no handler code.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+/// `usbfn list | head` must end quietly when the reader goes away, as Unix tools do.
+///
+/// SIGPIPE stays ignored (the Rust runtime's setting) in every subcommand: a host, a service
+/// or QEMU closing a socket is then an EPIPE error on that one connection, never a signal
+/// that ends the server with every other device and connection (restoring the default
+/// action for `list`'s sake once did exactly that to `serve`). What is left is `println!`,
+/// which panics when stdout is a closed pipe; this hook turns exactly that panic into a
+/// quiet, successful exit and leaves every other panic to the default hook.
+fn quiet_exit_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    let epipe = format!("(os error {})", libc::EPIPE);
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        // std's print macros panic with "failed printing to stdout: <io error>".
+        if message.starts_with("failed printing to stdout") && message.ends_with(&epipe) {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
