@@ -23,7 +23,14 @@ depends on vhci-hcd's own transmit thread (an unlink can overtake the URB's CMD_
 the host), so only the errno is compared. Exit status 1 when any case differs or a result is
 missing.
 
-Usage: compare.py LOG [--markdown FILE]   (FILE gets the benchmark table in Markdown)
+A run that needed a fresh guest (run.sh boots one when a case hangs) is a flake, never a
+silent pass: with --retried FIRST_LOG every case that timed out or differed in the first
+attempt is printed as "flake: ..." and counted in a "conformance flakes: N" line, and a case
+that flaked and then fails again in the final attempt fails the suite (two flakes of the
+same case in one run).
+
+Usage: compare.py LOG [--markdown FILE] [--retried FIRST_LOG]
+       (FILE gets the benchmark table in Markdown)
 """
 import re
 import sys
@@ -77,6 +84,7 @@ def main():
         return 2
     log = args[0]
     markdown = args[args.index("--markdown") + 1] if "--markdown" in args else None
+    retried = args[args.index("--retried") + 1] if "--retried" in args else None
     results = parse(log)
     sets = sorted({label[len("usbfn-"):] for (label, _) in results if label.startswith("usbfn-")})
     passed = failed = hcd_only = 0
@@ -141,8 +149,38 @@ def main():
     if hcd_only:
         print(f"{hcd_only} dummy_hcd results were host-side SG refusals (EINVAL(hcd)); "
               "cases without a vudc reference are listed as not comparable")
+    if retried:
+        failed += report_flakes(parse(retried), results)
     print(f"conformance: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
+
+
+def report_flakes(first, final):
+    """Prints the cases that went wrong in the first attempt; returns how many of them went
+    wrong again in the final one."""
+    flakes = []
+    for (label, case), (out, _, _) in sorted(first.items()):
+        if not label.startswith("usbfn-") and not label.startswith("bench-usbfn"):
+            continue
+        reference = first.get((label.replace("usbfn-", "kernel-", 1), case))
+        bad = out == "timeout" or (reference is not None and reference[0] != out
+                                   and not (5 <= case <= 8 and reference[0] == "FAIL EINVAL"))
+        if bad:
+            flakes.append((label, case, out))
+    if not flakes:
+        print("flake: the first guest run failed without a usbfn case timing out or differing")
+        flakes.append(("guest", -1, "incomplete"))
+    again = 0
+    for label, case, out in flakes:
+        now = final.get((label, case))
+        now_out = now[0] if now else "missing"
+        repeated = case >= 0 and now_out in ("timeout", "missing")
+        again += repeated
+        where = f"{label} case {case}" if case >= 0 else "the guest run"
+        print(f"flake: {where}: {out} in the first attempt, {now_out} on a fresh guest"
+              + (" -- flaked twice" if repeated else ""))
+    print(f"conformance flakes: {len(flakes)}")
+    return again
 
 
 if __name__ == "__main__":
