@@ -7,6 +7,7 @@ mod list;
 mod probe;
 mod serve;
 mod service;
+mod soak;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -37,6 +38,9 @@ enum Command {
     Daemon(daemon::Args),
     /// Run a built-in function as a service process against `usbfn daemon`.
     Service(service::Args),
+    /// Mixed traffic against a daemon and a service process for a given time, checking that
+    /// memory, descriptors and threads stay flat and every URB is answered once.
+    Soak(soak::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +75,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Daemon(args) => daemon::run(args).await,
             Command::Service(args) => service::run(args).await,
+            Command::Soak(args) => soak::run(args).await,
         }
     });
     match result {
