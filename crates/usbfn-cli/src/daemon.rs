@@ -4,7 +4,6 @@
 //! those sockets (`docs/ipc.md`). The device is offered to hosts only while every
 //! interface's service has activated the bus.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -14,6 +13,7 @@ use usbfn_ipc::daemon::InterfaceSockets;
 use usbfn_usbip::server::Server;
 
 use crate::serve::SpeedArg;
+use crate::server_args::{ServerArgs, print_exports};
 
 /// Arguments of `usbfn daemon`.
 #[derive(Debug, clap::Args)]
@@ -22,13 +22,8 @@ pub(crate) struct Args {
     /// Default: the Gadget Zero device, its service to be run by `usbfn service gadget-zero`.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Address hosts import the device from (USB/IP).
-    #[arg(long, default_value = "127.0.0.1:3240")]
-    listen: SocketAddr,
-    /// Allow a non-loopback listen address. USB/IP has no authentication: anyone who can
-    /// reach the port can attach the device.
-    #[arg(long)]
-    allow_remote: bool,
+    #[command(flatten)]
+    server: ServerArgs,
     /// Directory of the interface sockets. Default: /run/usbfn as root,
     /// $XDG_RUNTIME_DIR/usbfn otherwise.
     #[arg(long)]
@@ -39,12 +34,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    if !args.listen.ip().is_loopback() && !args.allow_remote {
-        bail!(
-            "refusing to listen on {}: USB/IP has no authentication, so anyone who can reach it can attach the device; pass --allow-remote to do it anyway",
-            args.listen
-        );
-    }
+    args.server.check_listen()?;
     let config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -55,15 +45,19 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     };
     let dir = usbfn_ipc::path::runtime_dir_or_default(args.runtime_dir.as_deref())?;
     let controller = Controller::new(&config).context("building the device")?;
-    let sockets = InterfaceSockets::bind(&controller, &dir)?;
     let speed = BusSpeed::from(args.speed);
     let mut builder = Server::builder();
     let busid = builder.export(controller.clone(), speed)?;
-    let server = builder.build();
-    let listener = std::net::TcpListener::bind(args.listen)
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let mut server = builder.build();
+    // What can fail on a busy machine comes first (the port, the capture file); the
+    // interface sockets last, and they are removed again if anything fails after them.
+    let listen = args.server.listen;
+    let listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    server.set_options(args.server.options(&server)?);
+    let sockets = InterfaceSockets::bind(&controller, &dir)?;
 
     for i in sockets.interfaces() {
         println!(
@@ -73,13 +67,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             i.path.display()
         );
     }
+    if let Some(path) = &args.server.pcap {
+        println!("usbfn daemon: writing URBs to {}", path.display());
+    }
     println!(
         "usbfn daemon: device {busid} ({speed} speed) offered to hosts once every interface's service is active"
     );
-    if !addr.ip().is_loopback() {
-        println!("warning: listening on {addr} without authentication (--allow-remote)");
-    }
     println!("usbfn daemon: listening for USB/IP hosts on {addr}");
+    print_exports(addr, &[(busid, device_name(&config), speed)]);
 
     let readiness = tokio::spawn(log_readiness(controller.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -105,6 +100,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     readiness.abort();
     println!("usbfn daemon: stopped");
     Ok(())
+}
+
+/// `0525:a4a0 "Gadget Zero"`: what the device is, for the attach line.
+fn device_name(config: &DeviceConfig) -> String {
+    let d = &config.device;
+    match &d.product {
+        Some(p) => format!("{:04x}:{:04x} {p:?}", d.vendor_id, d.product_id),
+        None => format!("{:04x}:{:04x}", d.vendor_id, d.product_id),
+    }
 }
 
 /// Serve USB/IP until `stop`. Whenever the device stops being ready (a service deactivated,

@@ -6,7 +6,9 @@ mod daemon;
 mod list;
 mod probe;
 mod serve;
+mod server_args;
 mod service;
+mod util;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -55,6 +57,10 @@ fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(util::log_colours(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -76,7 +82,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("usbfn: {e:#}");
+            eprintln!("usbfn: {}", util::error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }

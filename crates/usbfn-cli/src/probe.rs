@@ -5,6 +5,8 @@ use serde_json::{Value, json};
 use usbfn_usbip::client::{self, DeviceTree};
 use usbfn_wire::{DeviceCapability, TransferType};
 
+use crate::list::{list_devices, within};
+
 /// Arguments of `usbfn probe`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -17,28 +19,43 @@ pub(crate) struct Args {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// Seconds to wait for each step: the list, the import, the enumeration.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = crate::util::seconds)]
+    timeout: f64,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let addr = crate::server_addr(&args.server)?;
+    let timeout = args.timeout;
     let busid = match args.busid {
         Some(b) => b,
         None => {
-            let devices = client::list_devices(addr).await?;
+            let devices = list_devices(addr, timeout).await?;
             match devices.first() {
                 Some(d) => d.device.busid.as_str().to_owned(),
                 None => bail!("{addr} exports no devices"),
             }
         }
     };
-    let device = client::import(addr, &busid)
-        .await
-        .with_context(|| format!("importing {busid} from {addr}"))?;
+    let device = match within(addr, timeout, client::import(addr, &busid)).await {
+        Ok(d) => d,
+        Err(e) if is_no_such_device(&e) => {
+            let devices = list_devices(addr, timeout).await?;
+            let busids: Vec<&str> = devices.iter().map(|d| d.device.busid.as_str()).collect();
+            if busids.is_empty() {
+                bail!("{addr} does not export {busid}: it exports no devices");
+            }
+            bail!(
+                "{addr} does not export {busid}; it exports {} (--busid)",
+                busids.join(", ")
+            );
+        }
+        Err(e) => return Err(e.context(format!("importing {busid} from {addr}"))),
+    };
     let speed = device.device().speed;
-    let tree = device
-        .enumerate(None)
+    let tree = within(addr, timeout, device.enumerate(None))
         .await
-        .with_context(|| format!("enumerating {busid}"))?;
+        .with_context(|| format!("enumerating {busid} from {addr}"))?;
     drop(device);
     if args.json {
         println!(
@@ -49,6 +66,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         print_tree(&busid, &speed.to_string(), &tree);
     }
     Ok(())
+}
+
+fn is_no_such_device(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<client::ClientError>(),
+        Some(client::ClientError::NoSuchDevice { .. })
+    )
 }
 
 fn string(tree: &DeviceTree, index: u8) -> String {

@@ -1,13 +1,14 @@
 //! `usbfn serve`: export devices over USB/IP.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use usbfn::functions::gadget_zero;
 use usbfn::{BusSpeed, Controller};
-use usbfn_usbip::server::{PcapTap, Server, ServerOptions};
+use usbfn_usbip::server::Server;
+
+use crate::server_args::{ServerArgs, print_exports};
 
 /// Arguments of `usbfn serve`.
 #[derive(Debug, clap::Args)]
@@ -16,19 +17,11 @@ pub(crate) struct Args {
     /// one Gadget Zero.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:3240")]
-    listen: SocketAddr,
-    /// Allow a non-loopback listen address. USB/IP has no authentication: anyone who can
-    /// reach the port can attach the devices.
-    #[arg(long)]
-    allow_remote: bool,
+    #[command(flatten)]
+    server: ServerArgs,
     /// Speed hosts see (default device).
     #[arg(long, value_enum, default_value = "high")]
     speed: SpeedArg,
-    /// Write every URB and completion to this file as a usbmon pcap (Wireshark opens it).
-    #[arg(long)]
-    pcap: Option<PathBuf>,
     /// Gadget Zero data pattern: 0 zeros, 1 `(i % wMaxPacketSize) % 63`.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     pattern: u8,
@@ -80,12 +73,7 @@ fn default_speed() -> SpeedArg {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    if !args.listen.ip().is_loopback() && !args.allow_remote {
-        bail!(
-            "refusing to listen on {}: USB/IP has no authentication, so anyone who can reach it can attach the devices; pass --allow-remote to do it anyway",
-            args.listen
-        );
-    }
+    args.server.check_listen()?;
     let entries = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -113,33 +101,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         exported.push((busid, entry.function.clone(), BusSpeed::from(entry.speed)));
     }
     let mut server = builder.build();
-    if let Some(path) = &args.pcap {
-        let file =
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let tap = PcapTap::new(std::io::BufWriter::new(file), server.exports())?;
-        server.set_options(ServerOptions {
-            tap: Some(std::sync::Arc::new(tap)),
-            ..ServerOptions::default()
-        });
+    let listen = args.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    server.set_options(args.server.options(&server)?);
+    if let Some(path) = &args.server.pcap {
         println!("usbfn: writing URBs to {}", path.display());
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!(
         "usbfn: serving {} device(s) over USB/IP on {addr}",
         exported.len()
     );
-    for (busid, function, speed) in &exported {
-        println!(
-            "  {busid}  {function} ({speed} speed)   attach: usbip attach -r {} -b {busid}",
-            addr.ip()
-        );
-    }
-    if !addr.ip().is_loopback() {
-        println!("warning: listening on {addr} without authentication (--allow-remote)");
-    }
+    print_exports(addr, &exported);
     server.serve(listener, shutdown_signal()).await?;
     println!("usbfn: stopped");
     Ok(())
