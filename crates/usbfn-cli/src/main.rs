@@ -2,8 +2,11 @@
 
 mod alloc;
 mod bench;
+mod config_cmd;
 mod daemon;
+mod device_file;
 mod list;
+mod local;
 mod probe;
 mod serve;
 mod server_args;
@@ -39,6 +42,8 @@ enum Command {
     Daemon(daemon::Args),
     /// Run a built-in function as a service process against `usbfn daemon`.
     Service(service::Args),
+    /// Check a device file and print its descriptors, or print an example to start from.
+    Config(config_cmd::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,7 +52,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default = match cli.verbose {
         // The benchmark's own servers and clients would log every import at info.
-        0 if matches!(cli.command, Command::Bench(_)) => "warn",
+        // `config check` enumerates in-process through a server of its own, likewise.
+        0 if matches!(cli.command, Command::Bench(_) | Command::Config(_)) => "warn",
         0 => "info",
         1 => "debug",
         _ => "trace",
@@ -77,6 +83,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Daemon(args) => daemon::run(args).await,
             Command::Service(args) => service::run(args).await,
+            Command::Config(args) => config_cmd::run(args).await,
         }
     });
     match result {

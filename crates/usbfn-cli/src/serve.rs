@@ -1,4 +1,4 @@
-//! `usbfn serve`: export devices over USB/IP.
+//! `usbfn serve`: export devices run by built-in functions over USB/IP, in one process.
 
 use std::path::PathBuf;
 
@@ -8,26 +8,34 @@ use usbfn::functions::gadget_zero;
 use usbfn::{BusSpeed, Controller};
 use usbfn_usbip::server::Server;
 
-use crate::server_args::{ServerArgs, print_exports};
+use crate::device_file::{self, Builtin, DeviceFile, UsbipSection};
+use crate::server_args::{ServerArgs, merge_usbip, print_exports};
 
 /// Arguments of `usbfn serve`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  usbfn serve                                   # Gadget Zero on 127.0.0.1:3240
+  usbfn serve --listen localhost:3241 --speed super --pcap usb.pcap
+  usbfn serve --config examples/devices/gadget-zero.toml --config other.toml
+  sudo usbip attach -r 127.0.0.1 -b 1-1         # on the host (apt install usbip; modprobe vhci-hcd)")]
 pub(crate) struct Args {
-    /// A serve configuration (TOML: `[[device]]` entries naming built-in functions). Default:
-    /// one Gadget Zero.
-    #[arg(long)]
-    config: Option<PathBuf>,
+    /// A device file served by a built-in function (`[function]`, see docs/config.md);
+    /// repeat for more devices, exported as busids 1-1, 1-2, ... in order. The old
+    /// `[[device]]` list still works. Default: one Gadget Zero.
+    #[arg(long, value_name = "FILE")]
+    config: Vec<PathBuf>,
     #[command(flatten)]
     server: ServerArgs,
-    /// Speed hosts see (default device).
+    /// Speed hosts see, for devices whose file gives no `usbip.speed`.
     #[arg(long, value_enum, default_value = "high")]
     speed: SpeedArg,
-    /// Gadget Zero data pattern: 0 zeros, 1 `(i % wMaxPacketSize) % 63`.
+    /// Gadget Zero data pattern (the default device): 0 zeros, 1 `(i % wMaxPacketSize) % 63`.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     pattern: u8,
 }
 
-#[derive(Copy, Clone, Debug, clap::ValueEnum, Deserialize)]
+/// `--speed`, and `speed` in device files.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum SpeedArg {
     Full,
@@ -45,67 +53,54 @@ impl From<SpeedArg> for BusSpeed {
     }
 }
 
-/// `--config` file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServeConfig {
-    #[serde(rename = "device")]
-    devices: Vec<DeviceEntry>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeviceEntry {
-    /// Built-in function: `gadget-zero`.
-    function: String,
-    #[serde(default = "default_speed")]
-    speed: SpeedArg,
-    #[serde(default)]
-    pattern: u8,
-    #[serde(default)]
-    qlen: Option<usize>,
-    #[serde(default)]
-    buflen: Option<usize>,
-}
-
-fn default_speed() -> SpeedArg {
-    SpeedArg::High
-}
-
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     args.server.check_listen()?;
-    let entries = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let cfg: ServeConfig =
-                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-            if cfg.devices.is_empty() {
-                bail!("{}: no [[device]] entries", path.display());
-            }
-            cfg.devices
+    let mut devices: Vec<(PathBuf, DeviceFile)> = Vec::new();
+    for path in &args.config {
+        for device in device_file::load_serve(path)? {
+            devices.push((path.clone(), device));
         }
-        None => vec![DeviceEntry {
-            function: "gadget-zero".into(),
-            speed: args.speed,
-            pattern: args.pattern,
-            qlen: None,
-            buflen: None,
-        }],
-    };
+    }
+    if args.config.is_empty() {
+        let pattern = if args.pattern == 1 {
+            gadget_zero::Pattern::Mod63
+        } else {
+            gadget_zero::Pattern::Zeros
+        };
+        devices.push((
+            PathBuf::from("(default)"),
+            DeviceFile {
+                config: gadget_zero::config(),
+                function: Some(Builtin::GadgetZero(gadget_zero::Options {
+                    pattern,
+                    ..gadget_zero::Options::default()
+                })),
+                usbip: UsbipSection::default(),
+            },
+        ));
+    }
+    let limits = merge_usbip(devices.iter().map(|(p, d)| (p.as_path(), &d.usbip)))?;
     let mut builder = Server::builder();
     let mut exported = Vec::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let controller = start_function(i, entry)?;
-        let busid = builder.export(controller, entry.speed.into())?;
-        exported.push((busid, entry.function.clone(), BusSpeed::from(entry.speed)));
+    for (path, device) in &devices {
+        let Some(function) = &device.function else {
+            bail!(
+                "{}: serve runs built-in functions only ([function] kind = ...); a device whose interfaces are served by service processes runs under `usbfn daemon --config {}`",
+                path.display(),
+                path.display()
+            );
+        };
+        let controller = start_builtin(&device.config, function)?;
+        let speed = BusSpeed::from(device.usbip.speed.unwrap_or(args.speed));
+        let busid = builder.export(controller, speed)?;
+        exported.push((busid, function.name().to_owned(), speed));
     }
     let mut server = builder.build();
     let listen = args.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    server.set_options(args.server.options(&server)?);
+    server.set_options(args.server.options(&server, &limits)?);
     if let Some(path) = &args.server.pcap {
         println!("usbfn: writing URBs to {}", path.display());
     }
@@ -120,33 +115,24 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start_function(index: usize, entry: &DeviceEntry) -> anyhow::Result<Controller> {
-    match entry.function.as_str() {
-        "gadget-zero" => {
-            let controller = Controller::new(&gadget_zero::config())?;
+/// Build the device and run its built-in function on it in this process.
+pub(crate) fn start_builtin(
+    config: &usbfn::DeviceConfig,
+    function: &Builtin,
+) -> anyhow::Result<Controller> {
+    let controller = Controller::new(config)?;
+    match function {
+        Builtin::GadgetZero(options) => {
             let iface = controller.open(gadget_zero::INTERFACE_NAME)?;
-            let pattern = match entry.pattern {
-                0 => gadget_zero::Pattern::Zeros,
-                1 => gadget_zero::Pattern::Mod63,
-                p => bail!("device[{index}].pattern is {p}: 0 or 1 allowed"),
-            };
-            let defaults = gadget_zero::Options::default();
-            let options = gadget_zero::Options {
-                pattern,
-                qlen: entry.qlen.unwrap_or(defaults.qlen).clamp(1, 256),
-                buflen: entry.buflen.unwrap_or(defaults.buflen).clamp(1, 1 << 20),
-            };
+            let options = options.clone();
             tokio::spawn(async move {
                 if let Err(e) = gadget_zero::run(iface, options).await {
                     tracing::error!(error = %e, "gadget zero stopped");
                 }
             });
-            Ok(controller)
         }
-        other => bail!(
-            "device[{index}].function is {other:?}: the built-in functions are \"gadget-zero\""
-        ),
     }
+    Ok(controller)
 }
 
 async fn shutdown_signal() {

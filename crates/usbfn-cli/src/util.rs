@@ -45,6 +45,25 @@ pub(crate) fn seconds(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A byte count: `131072`, `128K`, `128M`, `1G` (binary multiples; `KiB`, `MiB`, `GiB` too).
+pub(crate) fn bytes(text: &str) -> Result<usize, String> {
+    let t = text.trim().to_ascii_uppercase();
+    let t = t.strip_suffix("IB").map_or(t.as_str(), |s| s);
+    let t = t.strip_suffix('B').unwrap_or(t);
+    let (digits, shift) = match t.chars().last() {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    digits
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1usize << shift))
+        .ok_or_else(|| format!("{text:?} is not a byte count like 65536, 64K or 128M"))
+}
+
 /// An error and its causes on one line, each cause once: `"{e:#}"` would print a cause twice
 /// when an error's message already includes its source's (as `"I/O error: {0}"` with
 /// `#[source]` does).
@@ -93,6 +112,17 @@ mod tests {
         assert!(e.contains("65535"), "{e}");
         let e = listen_addr(":3240").expect_err("no host");
         assert!(e.contains("no host"), "{e}");
+    }
+
+    #[test]
+    fn byte_counts_take_binary_suffixes() {
+        assert_eq!(bytes("65536"), Ok(65536));
+        assert_eq!(bytes("64K"), Ok(65536));
+        assert_eq!(bytes("128MiB"), Ok(128 << 20));
+        assert_eq!(bytes("1g"), Ok(1 << 30));
+        for bad in ["", "K", "lots", "-1", "99999999999999999999"] {
+            assert!(bytes(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
