@@ -354,3 +354,70 @@ fn a_daemon_that_cannot_listen_leaves_no_runtime_files() {
     assert!(!run_dir.exists(), "{} was left behind", run_dir.display());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `serve` with `extra` flags; its address.
+fn serve_with(extra: &[&str]) -> (Proc, SocketAddr) {
+    let served = Proc::spawn(
+        usbfn()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra),
+    );
+    let lines = served.until("attach:");
+    let addr = lines
+        .iter()
+        .find_map(|l| l.split(" on ").nth(1).filter(|_| l.contains("serving")))
+        .and_then(|a| a.trim().parse().ok())
+        .expect("serve prints its address");
+    (served, addr)
+}
+
+/// How long until the server closes a connection that sends nothing (at most `limit`).
+fn closed_after(addr: SocketAddr, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(limit)).expect("timeout");
+    let mut buf = [0u8; 8];
+    match stream.read(&mut buf) {
+        Ok(0) => Some(start.elapsed()),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Some(start.elapsed()),
+        _ => None,
+    }
+}
+
+#[test]
+fn idle_timeout_flag_drops_a_silent_peer() {
+    let (_served, addr) = serve_with(&["--idle-timeout", "0.3"]);
+    let took = closed_after(addr, Duration::from_secs(10)).expect("closed by the server");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn max_connections_flag_refuses_the_next_connection() {
+    let (_served, addr) = serve_with(&["--max-connections", "1"]);
+    // The first connection sits in the op phase; the second is closed at once.
+    let _first = std::net::TcpStream::connect(addr).expect("connect");
+    std::thread::sleep(Duration::from_millis(100));
+    let took = closed_after(addr, Duration::from_secs(5)).expect("second refused");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
+fn limits_and_their_defaults_are_in_help() {
+    for cmd in ["serve", "daemon"] {
+        let (out, _) = run(&[cmd, "--help"]);
+        let help = String::from_utf8_lossy(&out.stdout).replace('\n', " ");
+        for flag in [
+            "--idle-timeout <SECONDS>",
+            "--max-connections <N>",
+            "--max-outstanding-bytes <BYTES>",
+        ] {
+            assert!(help.contains(flag), "{cmd}: {flag}: {help}");
+        }
+        for default in ["[default: 60]", "[default: 128]", "[default: 128M]"] {
+            assert!(help.contains(default), "{cmd}: {default}: {help}");
+        }
+    }
+}
