@@ -421,3 +421,43 @@ fn limits_and_their_defaults_are_in_help() {
         }
     }
 }
+
+#[test]
+fn bench_json_is_numbers_and_check_passes_when_nothing_measured_is_missed() {
+    // A tiny run that measures none of the targets (they are at 64 KiB and over USB/IP).
+    let (out, _) = run(&[
+        "bench",
+        "--sizes",
+        "512",
+        "--depths",
+        "1",
+        "--transports",
+        "in-process",
+        "--directions",
+        "in",
+        "--devices",
+        "0",
+        "--point-ms",
+        "10",
+        "--rounds",
+        "10",
+        "--json",
+        "--check",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let results = v["results"].as_array().expect("results");
+    assert!(!results.is_empty());
+    for r in results {
+        for key in ["urb_size", "depth"] {
+            assert!(r[key].is_u64(), "{key}: {r}");
+        }
+        if r["kind"] == "bulk" || r["kind"] == "tcp" {
+            assert!(r["mb_per_s"].is_f64(), "{r}");
+        }
+    }
+    for t in v["targets"].as_array().expect("targets") {
+        assert!(t["threshold"].is_number(), "{t}");
+        assert_eq!(t["status"], "not_measured", "{t}");
+    }
+}

@@ -42,9 +42,14 @@ pub(crate) struct Args {
     /// 64 KiB, depth 16).
     #[arg(long)]
     quick: bool,
-    /// Print the results as JSON on stdout (progress stays on stderr).
+    /// Print the results as JSON on stdout (progress stays on stderr): every number a JSON
+    /// number, units in the key (`mb_per_s`, `median_us`) or in a `unit` field (targets).
     #[arg(long)]
     json: bool,
+    /// Exit with status 1 when a measured target is missed (after printing the report), so a
+    /// script can use the run; targets a smaller run does not measure do not count.
+    #[arg(long)]
+    check: bool,
     /// URB sizes, comma-separated (`512,4K,64K,1M`). Default: 512 B to 1 MiB.
     #[arg(long, value_delimiter = ',', value_parser = parse_size)]
     sizes: Option<Vec<usize>>,
@@ -295,7 +300,33 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         print!("{}", report.table());
     }
+    if args.check {
+        check_targets(&report)?;
+    }
     Ok(())
+}
+
+/// `--check`: an error naming every measured target that was missed.
+fn check_targets(report: &Report) -> anyhow::Result<()> {
+    let missed = report.missed();
+    if missed.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = missed
+        .iter()
+        .map(|t| {
+            format!(
+                "{} ({} {} {} wanted, {} measured)",
+                t.name,
+                t.op.symbol(),
+                t.threshold,
+                t.unit,
+                t.measured
+                    .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+            )
+        })
+        .collect();
+    anyhow::bail!("{} target(s) missed: {}", missed.len(), names.join("; "))
 }
 
 /// `fut`, failing after `limit`.
@@ -336,6 +367,60 @@ fn parse_size(text: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report_with(mb_per_s: f64) -> Report {
+        let moved = tcp::Moved {
+            bytes: 1 << 30,
+            seconds: 1.0,
+            cpu_seconds: 1.0,
+        };
+        let mut r = BenchResult::tcp(64 * 1024, &moved);
+        r.kind = report::Kind::Bulk;
+        r.transport = "usbip";
+        r.direction = "in";
+        r.depth = 16;
+        r.mb_per_s = Some(mb_per_s);
+        r.ratio_to_tcp = Some(0.9);
+        Report::new(true, Duration::from_millis(10), vec![r], Vec::new(), 1.0)
+    }
+
+    #[test]
+    fn check_fails_on_a_missed_target_only() {
+        let fast = report_with(2000.0);
+        assert!(check_targets(&fast).is_ok(), "met, or not measured");
+        let slow = report_with(10.0);
+        let e = check_targets(&slow).expect_err("1000 MB/s missed");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("1 target(s) missed: USB/IP bulk IN 64 KiB depth 16"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_targets_are_numbers_with_units() {
+        let v = serde_json::to_value(report_with(10.0)).expect("json");
+        let t = &v["targets"][0];
+        assert_eq!(t["op"], ">=");
+        assert_eq!(t["threshold"], 1000.0);
+        assert_eq!(t["unit"], "MB/s");
+        assert_eq!(t["measured"], 10.0);
+        assert_eq!(t["status"], "missed");
+        let unmeasured = v["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .find(|t| t["status"] == "not_measured")
+            .expect("the in-process targets are not measured here");
+        assert!(unmeasured.get("measured").is_none(), "{unmeasured}");
+        // Every value under "targets" is a number except the names, units and statuses.
+        for t in v["targets"].as_array().expect("targets") {
+            for (k, x) in t.as_object().expect("object") {
+                let text_field = matches!(k.as_str(), "name" | "unit" | "op" | "status");
+                assert_eq!(x.is_string(), text_field, "{k} = {x}");
+            }
+        }
+    }
 
     #[test]
     fn sizes_parse_with_binary_suffixes() {
