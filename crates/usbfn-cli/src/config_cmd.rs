@@ -10,6 +10,10 @@ use crate::serve::SpeedArg;
 
 /// Arguments of `usbfn config`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  usbfn config example loopback > my-device.toml
+  usbfn config check my-device.toml
+  usbfn daemon --config my-device.toml")]
 pub(crate) struct Args {
     #[command(subcommand)]
     command: ConfigCommand,
@@ -19,8 +23,8 @@ pub(crate) struct Args {
 enum ConfigCommand {
     /// Validate a device file and print the descriptors a host would read, as `usbfn probe`
     /// prints them (the device is built and enumerated in-process; nothing is exported).
-    ///
-    /// Example: usbfn config check examples/devices/loopback.toml
+    #[command(after_help = "Example:
+  usbfn config check examples/devices/loopback.toml --speed super")]
     Check {
         /// The device file (TOML; see docs/config.md).
         file: PathBuf,
@@ -32,8 +36,8 @@ enum ConfigCommand {
         json: bool,
     },
     /// Print a complete, commented device file to start from.
-    ///
-    /// Example: usbfn config example keyboard > keyboard.toml
+    #[command(after_help = "Example:
+  usbfn config example keyboard > keyboard.toml")]
     Example {
         /// Which one.
         #[arg(value_enum, default_value = "loopback")]

@@ -5,6 +5,10 @@ use serde_json::json;
 
 /// Arguments of `usbfn list`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  usbfn list                       # the server on 127.0.0.1:3240
+  usbfn list localhost:3241 --json
+  usbfn list 192.0.2.7 --timeout 1")]
 pub(crate) struct Args {
     /// Server, HOST[:PORT] (port 3240 by default).
     #[arg(default_value = "127.0.0.1")]

@@ -17,6 +17,10 @@ use crate::daemon::shutdown_signal;
 
 /// Arguments of `usbfn service`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  usbfn daemon --runtime-dir /tmp/usbfn &
+  usbfn service gadget-zero --runtime-dir /tmp/usbfn --pattern 1
+  usbfn service gadget-zero --runtime-dir /tmp/usbfn --once --timeout 3")]
 pub(crate) struct Args {
     #[command(subcommand)]
     function: Function,
@@ -30,10 +34,12 @@ enum Function {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:
+  usbfn service gadget-zero --runtime-dir /tmp/usbfn --qlen 8 --buflen 65536")]
 struct GadgetZeroArgs {
-    /// Directory of the interface sockets. Default: /run/usbfn as root,
-    /// $XDG_RUNTIME_DIR/usbfn otherwise.
-    #[arg(long)]
+    /// Directory of the interface sockets. [default: /run/usbfn as root,
+    /// $XDG_RUNTIME_DIR/usbfn otherwise]
+    #[arg(long, value_name = "DIR")]
     runtime_dir: Option<PathBuf>,
     /// The InterfaceGUID to open (default: Gadget Zero's).
     #[arg(long, default_value = gadget_zero::INTERFACE_GUID)]

@@ -461,3 +461,55 @@ fn bench_json_is_numbers_and_check_passes_when_nothing_measured_is_missed() {
         assert_eq!(t["status"], "not_measured", "{t}");
     }
 }
+
+#[test]
+fn every_subcommand_help_has_an_example_and_its_defaults() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["serve"],
+            &[
+                "[default: 127.0.0.1:3240]",
+                "[default: high]",
+                "Default: one Gadget Zero",
+            ],
+        ),
+        (&["list"], &["[default: 127.0.0.1]", "[default: 5]"]),
+        (
+            &["probe"],
+            &[
+                "[default: 127.0.0.1]",
+                "[default: 5]",
+                "[default: the first one listed]",
+            ],
+        ),
+        (
+            &["bench"],
+            &["Default: 1,4,16,64", "Default: 400", "Default: 10000"],
+        ),
+        (
+            &["daemon"],
+            &["[default: 127.0.0.1:3240]", "[default: /run/usbfn as root"],
+        ),
+        (&["service"], &[]),
+        (
+            &["service", "gadget-zero"],
+            &["[default: 32]", "[default: 4096]", "[default: 10]"],
+        ),
+        (&["config"], &[]),
+        (&["config", "check"], &["[default: high]"]),
+        (&["config", "example"], &["[default: loopback]"]),
+    ];
+    for (cmd, defaults) in cases {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let (out, _) = run(&args);
+        assert!(out.status.success(), "{cmd:?}");
+        let help = String::from_utf8_lossy(&out.stdout).replace('\n', " ");
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(help.contains("Example"), "{cmd:?} has an example: {help}");
+        assert!(help.contains("usbfn "), "{cmd:?}: {help}");
+        for d in *defaults {
+            assert!(help.contains(d), "{cmd:?}: {d:?} in {help}");
+        }
+    }
+}

@@ -37,6 +37,10 @@ const TCP_TRIES: usize = 3;
 
 /// Arguments of `usbfn bench`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  cargo build --release -p usbfn-cli && target/release/usbfn bench --quick
+  usbfn bench --quick --json --check > bench.json   # exit status 1 if a target is missed
+  usbfn bench --sizes 4K,64K --depths 16 --transports usbip --devices 0")]
 pub(crate) struct Args {
     /// A smaller grid that finishes in under a minute (still covers USB/IP bulk IN and OUT at
     /// 64 KiB, depth 16).
@@ -50,10 +54,11 @@ pub(crate) struct Args {
     /// script can use the run; targets a smaller run does not measure do not count.
     #[arg(long)]
     check: bool,
-    /// URB sizes, comma-separated (`512,4K,64K,1M`). Default: 512 B to 1 MiB.
+    /// URB sizes, comma-separated (`512,4K,64K,1M`). Default: 512,4K,16K,64K,256K,1M;
+    /// --quick: 512,64K,1M.
     #[arg(long, value_delimiter = ',', value_parser = parse_size)]
     sizes: Option<Vec<usize>>,
-    /// Queue depths, comma-separated. Default: 1,4,16,64.
+    /// Queue depths, comma-separated. Default: 1,4,16,64; --quick: 1,16.
     #[arg(long, value_delimiter = ',')]
     depths: Option<Vec<usize>>,
     /// Bulk directions to measure, comma-separated. Default: both.
@@ -62,14 +67,15 @@ pub(crate) struct Args {
     /// Transports to measure, comma-separated. Default: both.
     #[arg(long, value_delimiter = ',', value_enum)]
     transports: Option<Vec<Transport>>,
-    /// Device counts for the scale run, comma-separated (0 skips it). Default: 1,10,100,1000.
+    /// Device counts for the scale run, comma-separated (0 skips it). Default:
+    /// 1,10,100,1000; --quick: 1000.
     #[arg(long, value_delimiter = ',')]
     devices: Option<Vec<usize>>,
     /// Milliseconds each raw TCP baseline run takes (the fastest of three is kept); usbfn
-    /// points move the same bytes.
+    /// points move the same bytes. Default: 400; --quick: 150.
     #[arg(long)]
     point_ms: Option<u64>,
-    /// Control round trips per latency measurement.
+    /// Control round trips per latency measurement. Default: 10000; --quick: 2000.
     #[arg(long)]
     rounds: Option<usize>,
     /// Devices imported and enumerated per scale run (default: all; --quick: 50).

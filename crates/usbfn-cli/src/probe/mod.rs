@@ -12,11 +12,15 @@ use crate::list::{list_devices, within};
 
 /// Arguments of `usbfn probe`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  usbfn probe                      # the first device of 127.0.0.1:3240
+  usbfn probe localhost:3241 --busid 1-2
+  usbfn probe --json | jq .device.idVendor")]
 pub(crate) struct Args {
     /// Server, HOST[:PORT] (port 3240 by default).
     #[arg(default_value = "127.0.0.1")]
     server: String,
-    /// The device to probe (default: the first one listed).
+    /// The device to probe. [default: the first one listed]
     #[arg(long)]
     busid: Option<String>,
     /// Machine-readable output.
