@@ -6,7 +6,7 @@
 //!
 //! | request | recipient | goes to |
 //! |---|---|---|
-//! | standard | any | answered here; interface-recipient requests other than GET_STATUS, SET/CLEAR_FEATURE, GET/SET_INTERFACE (e.g. HID GET_DESCRIPTOR(report)) go to the interface's service |
+//! | standard | any | answered here; interface-recipient requests other than GET_STATUS, SET/CLEAR_FEATURE, GET/SET_INTERFACE go to the interface's service (e.g. HID GET_DESCRIPTOR(report)), except GET_DESCRIPTOR(HID 0x21), answered from the alternate setting's `class_descriptors` when it has one |
 //! | class, vendor | interface (wIndex low byte) | the interface's service |
 //! | class, vendor | endpoint (wIndex low byte) | the service owning the endpoint |
 //! | class, vendor | device, other | the interface marked `device_request_owner` |
@@ -34,6 +34,15 @@ pub(crate) enum Reply {
     Stall,
     /// A service answers it.
     Forward(FunctionId),
+}
+
+/// The `index`th descriptor of type `t` in a chain of class-specific descriptors.
+fn class_descriptor(chain: &[u8], t: DescriptorType, index: usize) -> Option<&[u8]> {
+    usbfn_wire::descriptors(chain)
+        .map_while(Result::ok)
+        .filter(|d| d.descriptor_type == t)
+        .nth(index)
+        .map(|d| d.bytes)
 }
 
 impl Device {
@@ -271,6 +280,23 @@ impl Device {
                 Reply::Ack
             }
             (StandardRequest::SET_FEATURE | StandardRequest::CLEAR_FEATURE, _) => Reply::Stall,
+            // HID 1.11 §7.1.1: the HID descriptor is the one in the configuration; a device
+            // answers it from there, as the Linux gadget f_hid does.
+            (StandardRequest::GET_DESCRIPTOR, Direction::In)
+                if DescriptorType(setup.w_value.to_be_bytes()[0]) == DescriptorType::HID =>
+            {
+                let chain = self.model.interfaces.get(f.0).and_then(|i| {
+                    let alt = self.alternates.get(f.0).copied().unwrap_or(0);
+                    i.alternates.get(usize::from(alt))
+                });
+                let index = usize::from(low_byte(setup.w_value));
+                match chain.and_then(|a| {
+                    class_descriptor(&a.class_descriptors, DescriptorType::HID, index)
+                }) {
+                    Some(bytes) => Reply::Data(Bytes::copy_from_slice(bytes)),
+                    None => Reply::Forward(f),
+                }
+            }
             _ => Reply::Forward(f),
         }
     }

@@ -536,3 +536,77 @@ fn forwarded_setup_without_data_stage_is_acknowledged_by_the_handshake() {
         (urb, CompletionStatus::Success, 0)
     );
 }
+
+const KEYBOARD: &str = r#"
+    [device]
+    vendor_id = 0x1209
+    product_id = 0x0001
+    [[interfaces]]
+    name = "keyboard"
+    class = 3
+    subclass = 1
+    protocol = 1
+    class_descriptors = "09 21 11 01 00 01 22 3f 00"
+    endpoints = [{ direction = "in", type = "interrupt", max_packet = 8 }]
+    [[interfaces]]
+    name = "vendor"
+    class = 0xff
+"#;
+
+/// GET_DESCRIPTOR to interface `iface` of descriptor type `t`.
+fn interface_descriptor(t: u8, iface: u16, len: u16) -> SetupPacket {
+    std_in(
+        StandardRequest::GET_DESCRIPTOR,
+        Recipient::Interface,
+        u16::from(t) << 8,
+        iface,
+        len,
+    )
+}
+
+#[test]
+fn the_hid_descriptor_is_answered_from_the_interface_class_descriptors() {
+    let mut h = SimHost::new(KEYBOARD, BusSpeed::Full);
+    h.set_configuration(1);
+    h.drain_events(F0);
+    let c = h.control_now(interface_descriptor(0x21, 0, 9), &[]);
+    assert_eq!(c.status, CompletionStatus::Success);
+    assert_eq!(&c.data[..], &[9, 0x21, 0x11, 0x01, 0, 1, 0x22, 0x3f, 0]);
+    assert!(
+        h.drain_events(F0).is_empty(),
+        "not forwarded to the service"
+    );
+    // wLength shorter than the descriptor: the first bytes.
+    let c = h.control_now(interface_descriptor(0x21, 0, 4), &[]);
+    assert_eq!(&c.data[..], &[9, 0x21, 0x11, 0x01]);
+    // There is one HID descriptor: index 1 is the service's business.
+    let second = std_in(
+        StandardRequest::GET_DESCRIPTOR,
+        Recipient::Interface,
+        0x2101,
+        0,
+        9,
+    );
+    h.control(second, &[]);
+    assert_eq!(h.drain_events(F0), vec![BusEvent::SetupPacket(second)]);
+}
+
+#[test]
+fn the_report_descriptor_and_interfaces_without_hid_go_to_the_service() {
+    let mut h = SimHost::new(KEYBOARD, BusSpeed::Full);
+    h.set_configuration(1);
+    h.drain_events(F0);
+    h.drain_events(FunctionId(1));
+    let report = interface_descriptor(0x22, 0, 63);
+    h.control(report, &[]);
+    assert_eq!(h.drain_events(F0), vec![BusEvent::SetupPacket(report)]);
+    let mut h = SimHost::new(KEYBOARD, BusSpeed::Full);
+    h.set_configuration(1);
+    h.drain_events(FunctionId(1));
+    let hid_of_vendor = interface_descriptor(0x21, 1, 9);
+    h.control(hid_of_vendor, &[]);
+    assert_eq!(
+        h.drain_events(FunctionId(1)),
+        vec![BusEvent::SetupPacket(hid_of_vendor)]
+    );
+}
