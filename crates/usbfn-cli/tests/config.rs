@@ -93,8 +93,15 @@ fn semantic_errors_name_the_file_and_the_field() {
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains(path), "{err}");
-    assert!(err.contains("max_packet"), "{err}");
+    assert!(
+        err.contains("interfaces[1] \"x\".endpoints[1].max_packet (full)"),
+        "1-based TOML path: {err}"
+    );
     assert!(err.contains("8, 16, 32 or 64"), "{err}");
+    assert!(
+        err.contains("max_packet = { full = 64, high = 512, super = 1024 }"),
+        "how to give per-speed values: {err}"
+    );
     assert_eq!(err.lines().count(), 1, "said once: {err}");
 }
 
