@@ -205,6 +205,34 @@ mod limit_tests {
             .expect("options")
     }
 
+    /// The help texts write the defaults out ("[default: 60]"): they must be the server's.
+    #[test]
+    fn the_defaults_in_help_are_the_servers_constants() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let d = ServerOptions::default();
+        for (flag, default) in [
+            ("--idle-timeout", d.idle_timeout.as_secs().to_string()),
+            ("--max-connections", d.max_connections.to_string()),
+            (
+                "--max-outstanding-bytes",
+                format!("{}M", d.max_outstanding_bytes >> 20),
+            ),
+        ] {
+            let at = help.find(flag).expect("flag in help");
+            let rest = &help[at..];
+            let end = rest.find("[default: ").expect("a default");
+            let shown = &rest[end + 10..];
+            assert!(
+                shown.starts_with(&format!("{default}]")),
+                "{flag}: help says {}, the server {default}",
+                &shown[..shown.find(']').unwrap_or(0)]
+            );
+        }
+        assert_eq!(d.max_outstanding_bytes % (1 << 20), 0);
+    }
+
     #[test]
     fn defaults_are_the_servers() {
         let o = options(&[], &UsbipSection::default());
