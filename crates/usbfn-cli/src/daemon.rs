@@ -52,6 +52,22 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         },
     };
     let config = &device.config;
+    if device.function.is_none()
+        && let Some((i, iface)) = config
+            .interfaces
+            .iter()
+            .enumerate()
+            .find(|(_, iface)| iface.guid.is_none())
+    {
+        bail!(
+            "{}: interfaces[{}] {:?} has no guid: a service process opens its interface by its InterfaceGUID, so give it one (guid = \"{{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}}\")",
+            args.config
+                .as_deref()
+                .map_or_else(|| "(default)".into(), |p| p.display().to_string()),
+            i + 1,
+            iface.name
+        );
+    }
     let dir = usbfn_ipc::path::runtime_dir_or_default(args.runtime_dir.as_deref())?;
     let controller = match &device.function {
         Some(f) => crate::serve::start_builtin(config, f)?,

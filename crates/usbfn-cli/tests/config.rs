@@ -166,3 +166,29 @@ fn serve_refuses_a_device_that_needs_service_processes() {
         "{err}"
     );
 }
+
+#[test]
+fn the_daemon_names_an_interface_without_guid() {
+    let file = temp_file(
+        "no-guid.toml",
+        "[device]\nvendor_id = 1\nproduct_id = 2\n[[interfaces]]\nname = \"a\"\nguid = \"{1e5b2b0a-8b7e-4c3a-9d2f-6c0a1b2c3d49}\"\n[[interfaces]]\nname = \"b\"\n",
+    );
+    let path = file.to_str().expect("utf-8");
+    let dir = file.with_extension("run");
+    let out = usbfn(&[
+        "daemon",
+        "--config",
+        path,
+        "--listen",
+        "127.0.0.1:0",
+        "--runtime-dir",
+        dir.to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("{path}: interfaces[2] \"b\" has no guid")),
+        "{err}"
+    );
+    assert!(!dir.exists(), "nothing created");
+}
