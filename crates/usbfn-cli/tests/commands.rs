@@ -513,3 +513,59 @@ fn every_subcommand_help_has_an_example_and_its_defaults() {
         }
     }
 }
+
+#[test]
+fn a_service_finds_its_interface_again_after_a_clean_daemon_restart() {
+    // A daemon that stops cleanly removes the runtime directory it created; a waiting
+    // service must still see the interface arrive when the next daemon creates it again.
+    let dir = temp_dir("restart");
+    let run_dir = dir.join("run");
+    let port = closed_port().port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let daemon = |dir: &std::path::Path| {
+        let d = Proc::spawn(
+            usbfn()
+                .args(["daemon", "--listen", &listen, "--runtime-dir"])
+                .arg(dir),
+        );
+        d.until("attach:");
+        d
+    };
+    let mut first = daemon(&run_dir);
+    let _service = Proc::spawn(
+        usbfn()
+            .args(["service", "gadget-zero", "--runtime-dir"])
+            .arg(&run_dir),
+    );
+    let listed = |n: usize| {
+        let deadline = Instant::now() + STEP;
+        while Instant::now() < deadline {
+            let (out, _) = run(&["list", &listen, "--json"]);
+            if out.status.success() {
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+                if v["devices"].as_array().is_some_and(|d| d.len() == n) {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    assert!(listed(1), "offered once the service is active");
+    let pid = first.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success())
+    );
+    let status = first.child.wait().expect("daemon exits");
+    assert!(status.success(), "{status}");
+    assert!(
+        !run_dir.exists(),
+        "the directory the daemon created is removed"
+    );
+    let _second = daemon(&run_dir);
+    assert!(listed(1), "the service came back to the new daemon");
+    let _ = std::fs::remove_dir_all(&dir);
+}
