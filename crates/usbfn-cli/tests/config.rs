@@ -51,6 +51,16 @@ fn every_example_device_checks_and_enumerates() {
         if path.ends_with("keyboard.toml") {
             assert!(stdout.contains("HID Device Descriptor:"), "{stdout}");
         }
+        if path.ends_with("loopback.toml") {
+            assert!(
+                stdout.contains("Platform Device Capability:")
+                    && stdout.contains("{d8dd60df-4589-4cc7-9cd2-659d9e648a9f}")
+                    && stdout
+                        .lines()
+                        .any(|l| l.contains("bMS_VendorCode") && l.ends_with(" 0x20")),
+                "{stdout}"
+            );
+        }
         if path.ends_with("composite.toml") {
             assert!(stdout.contains("Interface Association:"), "{stdout}");
         }

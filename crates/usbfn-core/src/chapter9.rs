@@ -9,6 +9,7 @@
 //! | standard | any | answered here; interface-recipient requests other than GET_STATUS, SET/CLEAR_FEATURE, GET/SET_INTERFACE go to the interface's service (e.g. HID GET_DESCRIPTOR(report)), except GET_DESCRIPTOR(HID 0x21), answered from the alternate setting's `class_descriptors` when it has one |
 //! | class, vendor | interface (wIndex low byte) | the interface's service |
 //! | class, vendor | endpoint (wIndex low byte) | the service owning the endpoint |
+//! | vendor IN, device, `bRequest` = the MS OS 2.0 vendor code, `wIndex` 7 | device | answered here with the MS OS 2.0 descriptor set (when an interface has a `compatible_id`) |
 //! | class, vendor | device, other | the interface marked `device_request_owner` |
 //! | anything else | | STALL |
 
@@ -47,11 +48,27 @@ fn class_descriptor(chain: &[u8], t: DescriptorType, index: usize) -> Option<&[u
 
 impl Device {
     pub(crate) fn handle_setup(&mut self, setup: &SetupPacket, data: &Bytes) -> Reply {
+        if let Some(set) = self.ms_os20_request(setup) {
+            return Reply::Data(Bytes::from(set));
+        }
         match setup.request_type() {
             RequestType::Standard => self.standard(setup, data),
             RequestType::Class | RequestType::Vendor => self.route_to_owner(setup),
             RequestType::Reserved => Reply::Stall,
         }
+    }
+
+    /// The MS OS 2.0 descriptor set, if `setup` asks for it (a device-to-host vendor request
+    /// to the device with the vendor code of the BOS platform capability and wIndex 7).
+    fn ms_os20_request(&self, setup: &SetupPacket) -> Option<Vec<u8>> {
+        let code = self.model.ms_os_vendor_code()?;
+        (setup.request_type() == RequestType::Vendor
+            && setup.recipient() == Recipient::Device
+            && setup.direction() == Direction::In
+            && setup.b_request == code
+            && setup.w_index == crate::msos::DESCRIPTOR_INDEX)
+            .then(|| self.model.ms_os20_descriptor_set())
+            .flatten()
     }
 
     fn route_to_owner(&self, setup: &SetupPacket) -> Reply {

@@ -336,11 +336,46 @@ fn capability(out: &mut Out, cap: &DeviceCapability) {
                 &format!("ContainerID             {}", uuid(&c.container_id)),
             );
         }
+        DeviceCapability::Other(raw) if raw.bytes.len() >= 20 && raw.bytes[2] == 0x05 => {
+            let b = &raw.bytes;
+            out.line(1, "Platform Device Capability:");
+            out.num(2, "bLength", b[0], "");
+            out.num(2, "bDevCapabilityType", 5, "");
+            let uuid_bytes: [u8; 16] = b[4..20].try_into().unwrap_or([0; 16]);
+            out.line(
+                2,
+                &format!("PlatformCapabilityUUID    {}", uuid(&uuid_bytes)),
+            );
+            if uuid_bytes == MS_OS_20_UUID && b.len() >= 28 {
+                out.line(3, "MS OS 2.0 descriptor:");
+                out.field(
+                    4,
+                    "dwWindowsVersion",
+                    &format!("0x{:08x}", u32::from_le_bytes([b[20], b[21], b[22], b[23]])),
+                    "",
+                );
+                out.field(
+                    4,
+                    "wMSOSDescriptorSetTotalLength",
+                    &u16::from_le_bytes([b[24], b[25]]).to_string(),
+                    "",
+                );
+                out.field(4, "bMS_VendorCode", &format!("0x{:02x}", b[26]), "");
+                out.num(4, "bAltEnumCode", b[27], "");
+            } else if b.len() > 20 {
+                out.line(2, &format!("CapabilityData: {}", hex(&b[20..])));
+            }
+        }
         DeviceCapability::Other(raw) => {
             out.line(1, &format!("** UNRECOGNIZED: {}", hex(&raw.bytes)));
         }
     }
 }
+
+/// {D8DD60DF-4589-4CC7-9CD2-659D9E648A9F} as the bytes go on the wire.
+const MS_OS_20_UUID: [u8; 16] = [
+    0xdf, 0x60, 0xdd, 0xd8, 0x89, 0x45, 0xc7, 0x4c, 0x9c, 0xd2, 0x65, 0x9d, 0x9e, 0x64, 0x8a, 0x9f,
+];
 
 /// Lines being built.
 #[derive(Default)]

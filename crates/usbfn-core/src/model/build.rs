@@ -46,6 +46,24 @@ fn endpoint_path(m: usize, a: usize, e: usize) -> String {
     )
 }
 
+/// A Microsoft OS compatible ID: 1 to 8 of `A-Z`, `0-9`, `_`, NUL padded.
+fn compatible_id(field: &str, id: &str) -> Result<[u8; 8], ValidationError> {
+    let ok = (1..=8).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        return Err(illegal(
+            field,
+            format!("{id:?}"),
+            "1 to 8 characters of A-Z, 0-9 and _, e.g. \"WINUSB\"",
+        ));
+    }
+    let mut out = [0u8; 8];
+    out[..id.len()].copy_from_slice(id.as_bytes());
+    Ok(out)
+}
+
 pub(super) fn illegal(
     field: impl Into<String>,
     value: impl ToString,
@@ -315,12 +333,17 @@ impl Builder {
                     },
                 ));
             }
+            let compatible_id = match &iface.compatible_id {
+                Some(id) => Some(compatible_id(&format!("{here}.compatible_id"), id)?),
+                None => None,
+            };
             interfaces.push(InterfaceModel {
                 name: iface.name.clone(),
                 guid,
                 number: numbers[i],
                 configuration: config_of[i].unwrap_or(0),
                 alternates,
+                compatible_id,
             });
         }
 

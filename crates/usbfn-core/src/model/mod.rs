@@ -142,6 +142,8 @@ pub struct InterfaceModel {
     pub configuration: usize,
     /// Alternate settings; index = `bAlternateSetting`.
     pub alternates: Vec<AlternateModel>,
+    /// Microsoft OS 2.0 compatible ID, NUL padded.
+    pub compatible_id: Option<[u8; 8]>,
 }
 
 /// One alternate setting.

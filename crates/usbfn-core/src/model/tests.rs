@@ -226,3 +226,17 @@ fn strings_are_deduplicated_and_bounded() {
         .expect_err("too long");
     assert!(err.to_string().contains("device.product"), "{err}");
 }
+
+#[test]
+fn a_compatible_id_is_checked() {
+    expect_err(
+        "[[interfaces]]\nname = \"a\"\ncompatible_id = \"winusb\"\n",
+        "interfaces[1] \"a\".compatible_id",
+        "A-Z, 0-9 and _",
+    );
+    expect_err(
+        "[[interfaces]]\nname = \"a\"\ncompatible_id = \"TOOLONGID\"\n",
+        "compatible_id",
+        "1 to 8",
+    );
+}

@@ -610,3 +610,125 @@ fn the_report_descriptor_and_interfaces_without_hid_go_to_the_service() {
         vec![BusEvent::SetupPacket(hid_of_vendor)]
     );
 }
+
+const WINUSB: &str = r#"
+    [device]
+    vendor_id = 0x1209
+    product_id = 0x0001
+    max_speed = "high"
+    [[interfaces]]
+    name = "loopback"
+    compatible_id = "WINUSB"
+    device_request_owner = true
+    endpoints = [{ direction = "in", type = "bulk" }, { direction = "out", type = "bulk" }]
+"#;
+
+const UUID: [u8; 16] = [
+    0xdf, 0x60, 0xdd, 0xd8, 0x89, 0x45, 0xc7, 0x4c, 0x9c, 0xd2, 0x65, 0x9d, 0x9e, 0x64, 0x8a, 0x9f,
+];
+
+fn vendor_in(request: u8, index: u16, len: u16) -> SetupPacket {
+    SetupPacket::new(
+        Direction::In,
+        RequestType::Vendor,
+        Recipient::Device,
+        request,
+        0,
+        index,
+        len,
+    )
+}
+
+fn bos(h: &mut SimHost) -> Vec<u8> {
+    let c = h.control_now(
+        std_in(
+            StandardRequest::GET_DESCRIPTOR,
+            Recipient::Device,
+            0x0f00,
+            0,
+            255,
+        ),
+        &[],
+    );
+    assert_eq!(c.status, CompletionStatus::Success);
+    c.data.to_vec()
+}
+
+#[test]
+fn ms_os_20_compatible_id_for_a_single_interface_device() {
+    let mut h = SimHost::new(WINUSB, BusSpeed::High);
+    let device = h.control_now(
+        std_in(
+            StandardRequest::GET_DESCRIPTOR,
+            Recipient::Device,
+            0x0100,
+            0,
+            18,
+        ),
+        &[],
+    );
+    assert_eq!(
+        &device.data[2..4],
+        &[0x10, 0x02],
+        "bcdUSB 2.10: the BOS is read"
+    );
+    let bos = bos(&mut h);
+    let at = bos
+        .windows(16)
+        .position(|w| w == UUID)
+        .expect("MS OS 2.0 platform capability");
+    assert_eq!(&bos[at - 4..at], &[28, 0x10, 0x05, 0]);
+    // dwWindowsVersion, wMSOSDescriptorSetTotalLength 30, bMS_VendorCode 0x20, bAltEnumCode.
+    assert_eq!(&bos[at + 16..at + 24], &[0, 0, 3, 6, 30, 0, 0x20, 0]);
+    assert_eq!(bos[4], 2, "USB 2.0 extension + platform");
+    assert_eq!(usize::from(u16::from_le_bytes([bos[2], bos[3]])), bos.len());
+
+    h.set_configuration(1);
+    h.drain_events(F0);
+    let set = h.control_now(vendor_in(0x20, 7, 30), &[]);
+    assert_eq!(set.status, CompletionStatus::Success);
+    let mut want = vec![10, 0, 0, 0, 0, 0, 3, 6, 30, 0, 20, 0, 3, 0];
+    want.extend(b"WINUSB\0\0");
+    want.extend([0u8; 8]);
+    assert_eq!(&set.data[..], &want[..]);
+    assert!(h.drain_events(F0).is_empty(), "answered by the core");
+    // Another wIndex is the service's (the device request owner's).
+    let other = vendor_in(0x20, 4, 16);
+    h.control(other, &[]);
+    assert_eq!(h.drain_events(F0), vec![BusEvent::SetupPacket(other)]);
+}
+
+#[test]
+fn ms_os_20_function_subsets_for_a_composite_device() {
+    let composite = r#"
+        [device]
+        vendor_id = 0x1209
+        product_id = 0x0003
+        ms_os_vendor_code = 0x42
+        [[interfaces]]
+        name = "hid"
+        class = 3
+        [[interfaces]]
+        name = "vendor"
+        compatible_id = "WINUSB"
+        endpoints = [{ direction = "in", type = "bulk" }]
+    "#;
+    let mut h = SimHost::new(composite, BusSpeed::High);
+    let bos = bos(&mut h);
+    let at = bos.windows(16).position(|w| w == UUID).expect("capability");
+    // Set header 10 + configuration subset 8 + function subset 8 + compatible ID 20.
+    assert_eq!(&bos[at + 20..at + 23], &[46, 0, 0x42]);
+    let set = h.control_now(vendor_in(0x42, 7, 46), &[]);
+    assert_eq!(set.data.len(), 46);
+    assert_eq!(
+        &set.data[10..18],
+        &[8, 0, 1, 0, 0, 0, 36, 0],
+        "configuration 0, 36 bytes"
+    );
+    assert_eq!(
+        &set.data[18..26],
+        &[8, 0, 2, 0, 1, 0, 28, 0],
+        "function at interface 1"
+    );
+    assert_eq!(&set.data[30..36], b"WINUSB");
+}
