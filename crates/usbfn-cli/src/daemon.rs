@@ -4,68 +4,94 @@
 //! those sockets (`docs/ipc.md`). The device is offered to hosts only while every
 //! interface's service has activated the bus.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use usbfn::functions::gadget_zero;
 use usbfn::{BusSpeed, Controller, DeviceConfig};
+
+use crate::device_file::{self, DeviceFile, UsbipSection};
 use usbfn_ipc::daemon::InterfaceSockets;
 use usbfn_usbip::server::Server;
 
 use crate::serve::SpeedArg;
+use crate::server_args::{ServerArgs, print_exports};
 
 /// Arguments of `usbfn daemon`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  usbfn daemon --runtime-dir /tmp/usbfn &        # Gadget Zero, waiting for its service
+  usbfn service gadget-zero --runtime-dir /tmp/usbfn
+  usbfn daemon --config examples/devices/loopback.toml --pcap usb.pcap
+  usbfn probe                                    # once every interface's service is active")]
 pub(crate) struct Args {
-    /// Device configuration (TOML: `[device]`, `[[interfaces]]` with a `guid` each, ...).
+    /// The device file (docs/config.md): `[device]` and `[[interfaces]]`, each with the
+    /// `guid` its service opens; or `[function]` for a built-in function run in-process.
     /// Default: the Gadget Zero device, its service to be run by `usbfn service gadget-zero`.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Address hosts import the device from (USB/IP).
-    #[arg(long, default_value = "127.0.0.1:3240")]
-    listen: SocketAddr,
-    /// Allow a non-loopback listen address. USB/IP has no authentication: anyone who can
-    /// reach the port can attach the device.
-    #[arg(long)]
-    allow_remote: bool,
-    /// Directory of the interface sockets. Default: /run/usbfn as root,
-    /// $XDG_RUNTIME_DIR/usbfn otherwise.
-    #[arg(long)]
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Directory of the interface sockets. [default: /run/usbfn as root,
+    /// $XDG_RUNTIME_DIR/usbfn otherwise]
+    #[arg(long, value_name = "DIR")]
     runtime_dir: Option<PathBuf>,
-    /// Speed hosts see.
+    /// Speed hosts see, when the device file gives no `usbip.speed`.
     #[arg(long, value_enum, default_value = "high")]
     speed: SpeedArg,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    if !args.listen.ip().is_loopback() && !args.allow_remote {
+    args.server.check_listen()?;
+    let device = match &args.config {
+        Some(path) => device_file::load(path)?,
+        None => DeviceFile {
+            config: gadget_zero::config(),
+            function: None,
+            usbip: UsbipSection::default(),
+        },
+    };
+    let config = &device.config;
+    if device.function.is_none()
+        && let Some((i, iface)) = config
+            .interfaces
+            .iter()
+            .enumerate()
+            .find(|(_, iface)| iface.guid.is_none())
+    {
         bail!(
-            "refusing to listen on {}: USB/IP has no authentication, so anyone who can reach it can attach the device; pass --allow-remote to do it anyway",
-            args.listen
+            "{}: interfaces[{}] {:?} has no guid: a service process opens its interface by its InterfaceGUID, so give it one (guid = \"{{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}}\")",
+            args.config
+                .as_deref()
+                .map_or_else(|| "(default)".into(), |p| p.display().to_string()),
+            i + 1,
+            iface.name
         );
     }
-    let config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            DeviceConfig::from_toml(&text).with_context(|| format!("parsing {}", path.display()))?
-        }
-        None => gadget_zero::config(),
-    };
     let dir = usbfn_ipc::path::runtime_dir_or_default(args.runtime_dir.as_deref())?;
-    let controller = Controller::new(&config).context("building the device")?;
-    let sockets = InterfaceSockets::bind(&controller, &dir)?;
-    let speed = BusSpeed::from(args.speed);
+    let controller = match &device.function {
+        Some(f) => crate::serve::start_builtin(config, f)?,
+        None => Controller::new(config).context("building the device")?,
+    };
+    let speed = BusSpeed::from(device.usbip.speed.unwrap_or(args.speed));
     let mut builder = Server::builder();
     let busid = builder.export(controller.clone(), speed)?;
-    let server = builder.build();
-    let listener = std::net::TcpListener::bind(args.listen)
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let mut server = builder.build();
+    // What can fail on a busy machine comes first (the port, the capture file); the
+    // interface sockets last, and they are removed again if anything fails after them.
+    let listen = args.server.listen;
+    let listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    server.set_options(args.server.options(&server, &device.usbip)?);
+    // A built-in function runs in this process: its interfaces get no sockets.
+    let sockets = match device.function {
+        Some(_) => None,
+        None => Some(InterfaceSockets::bind(&controller, &dir)?),
+    };
 
-    for i in sockets.interfaces() {
+    for i in sockets.iter().flat_map(InterfaceSockets::interfaces) {
         println!(
             "usbfn daemon: interface {:?} {} at {}",
             i.name,
@@ -73,20 +99,27 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             i.path.display()
         );
     }
+    if let Some(path) = &args.server.pcap {
+        println!("usbfn daemon: writing URBs to {}", path.display());
+    }
     println!(
         "usbfn daemon: device {busid} ({speed} speed) offered to hosts once every interface's service is active"
     );
-    if !addr.ip().is_loopback() {
-        println!("warning: listening on {addr} without authentication (--allow-remote)");
-    }
     println!("usbfn daemon: listening for USB/IP hosts on {addr}");
+    print_exports(addr, &[(busid, device_name(config), speed)]);
 
     let readiness = tokio::spawn(log_readiness(controller.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let services = tokio::spawn(sockets.serve(stopped(stop_rx.clone())));
+    let until = stopped(stop_rx.clone());
+    let services = tokio::spawn(async move {
+        match sockets {
+            Some(s) => s.serve(until).await,
+            None => until.await,
+        }
+    });
     let usbip = serve_usbip(server, controller, listener, stop_rx);
     tokio::pin!(usbip);
     tokio::select! {
@@ -105,6 +138,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     readiness.abort();
     println!("usbfn daemon: stopped");
     Ok(())
+}
+
+/// `0525:a4a0 "Gadget Zero"`: what the device is, for the attach line.
+fn device_name(config: &DeviceConfig) -> String {
+    let d = &config.device;
+    match &d.product {
+        Some(p) => format!("{:04x}:{:04x} {p:?}", d.vendor_id, d.product_id),
+        None => format!("{:04x}:{:04x}", d.vendor_id, d.product_id),
+    }
 }
 
 /// Serve USB/IP until `stop`. Whenever the device stops being ready (a service deactivated,

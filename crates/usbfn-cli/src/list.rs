@@ -1,9 +1,14 @@
 //! `usbfn list`: what a USB/IP server exports.
 
+use anyhow::Context;
 use serde_json::json;
 
 /// Arguments of `usbfn list`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  usbfn list                       # the server on 127.0.0.1:3240
+  usbfn list localhost:3241 --json
+  usbfn list 192.0.2.7 --timeout 1")]
 pub(crate) struct Args {
     /// Server, HOST[:PORT] (port 3240 by default).
     #[arg(default_value = "127.0.0.1")]
@@ -11,11 +16,14 @@ pub(crate) struct Args {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// Seconds to wait for the server's answer (connecting included).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = crate::util::seconds)]
+    timeout: f64,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let addr = crate::server_addr(&args.server)?;
-    let devices = usbfn_usbip::client::list_devices(addr).await?;
+    let devices = list_devices(addr, args.timeout).await?;
     if args.json {
         let list: Vec<_> = devices
             .iter()
@@ -59,4 +67,32 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// OP_REQ_DEVLIST to `addr`, failing after `timeout` seconds with an error that names the
+/// address (a peer that accepts and never answers, or is not a USB/IP server).
+pub(crate) async fn list_devices(
+    addr: std::net::SocketAddr,
+    timeout: f64,
+) -> anyhow::Result<Vec<usbfn_usbip::proto::ExportedDevice>> {
+    within(addr, timeout, usbfn_usbip::client::list_devices(addr))
+        .await
+        .with_context(|| format!("listing the devices of {addr}"))
+}
+
+/// `fut` (a request to the USB/IP server at `addr`), failing after `timeout` seconds.
+pub(crate) async fn within<T, E>(
+    addr: std::net::SocketAddr,
+    timeout: f64,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> anyhow::Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match tokio::time::timeout(std::time::Duration::from_secs_f64(timeout), fut).await {
+        Ok(r) => Ok(r?),
+        Err(_) => anyhow::bail!(
+            "no USB/IP answer from {addr} within {timeout} s (is it a USB/IP server? --timeout sets the wait)"
+        ),
+    }
 }

@@ -2,12 +2,17 @@
 
 mod alloc;
 mod bench;
+mod config_cmd;
 mod daemon;
+mod device_file;
 mod list;
+mod local;
 mod probe;
 mod serve;
+mod server_args;
 mod service;
 mod soak;
+mod util;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -41,6 +46,8 @@ enum Command {
     /// Mixed traffic against a daemon and a service process for a given time, checking that
     /// memory, descriptors and threads stay flat and every URB is answered once.
     Soak(soak::Args),
+    /// Check a device file and print its descriptors, or print an example to start from.
+    Config(config_cmd::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,7 +56,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default = match cli.verbose {
         // The benchmark's own servers and clients would log every import at info.
-        0 if matches!(cli.command, Command::Bench(_)) => "warn",
+        // `config check` enumerates in-process through a server of its own, likewise.
+        0 if matches!(cli.command, Command::Bench(_) | Command::Config(_)) => "warn",
         0 => "info",
         1 => "debug",
         _ => "trace",
@@ -59,6 +67,10 @@ fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(util::log_colours(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -76,12 +88,13 @@ fn main() -> std::process::ExitCode {
             Command::Daemon(args) => daemon::run(args).await,
             Command::Service(args) => service::run(args).await,
             Command::Soak(args) => soak::run(args).await,
+            Command::Config(args) => config_cmd::run(args).await,
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("usbfn: {e:#}");
+            eprintln!("usbfn: {}", util::error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }

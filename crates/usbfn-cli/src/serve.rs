@@ -1,40 +1,41 @@
-//! `usbfn serve`: export devices over USB/IP.
+//! `usbfn serve`: export devices run by built-in functions over USB/IP, in one process.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use usbfn::functions::gadget_zero;
 use usbfn::{BusSpeed, Controller};
-use usbfn_usbip::server::{PcapTap, Server, ServerOptions};
+use usbfn_usbip::server::Server;
+
+use crate::device_file::{self, Builtin, DeviceFile, UsbipSection};
+use crate::server_args::{ServerArgs, merge_usbip, print_exports};
 
 /// Arguments of `usbfn serve`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  usbfn serve                                   # Gadget Zero on 127.0.0.1:3240
+  usbfn serve --listen localhost:3241 --speed super --pcap usb.pcap
+  usbfn serve --config examples/devices/gadget-zero.toml --config other.toml
+  sudo usbip attach -r 127.0.0.1 -b 1-1         # on the host (apt install usbip; modprobe vhci-hcd)")]
 pub(crate) struct Args {
-    /// A serve configuration (TOML: `[[device]]` entries naming built-in functions). Default:
-    /// one Gadget Zero.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:3240")]
-    listen: SocketAddr,
-    /// Allow a non-loopback listen address. USB/IP has no authentication: anyone who can
-    /// reach the port can attach the devices.
-    #[arg(long)]
-    allow_remote: bool,
-    /// Speed hosts see (default device).
+    /// A device file served by a built-in function (`[function]`, see docs/config.md);
+    /// repeat for more devices, exported as busids 1-1, 1-2, ... in order. The old
+    /// `[[device]]` list still works. Default: one Gadget Zero.
+    #[arg(long, value_name = "FILE")]
+    config: Vec<PathBuf>,
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Speed hosts see, for devices whose file gives no `usbip.speed`.
     #[arg(long, value_enum, default_value = "high")]
     speed: SpeedArg,
-    /// Write every URB and completion to this file as a usbmon pcap (Wireshark opens it).
-    #[arg(long)]
-    pcap: Option<PathBuf>,
-    /// Gadget Zero data pattern: 0 zeros, 1 `(i % wMaxPacketSize) % 63`.
+    /// Gadget Zero data pattern (the default device): 0 zeros, 1 `(i % wMaxPacketSize) % 63`.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     pattern: u8,
 }
 
-#[derive(Copy, Clone, Debug, clap::ValueEnum, Deserialize)]
+/// `--speed`, and `speed` in device files.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum SpeedArg {
     Full,
@@ -52,126 +53,86 @@ impl From<SpeedArg> for BusSpeed {
     }
 }
 
-/// `--config` file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServeConfig {
-    #[serde(rename = "device")]
-    devices: Vec<DeviceEntry>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeviceEntry {
-    /// Built-in function: `gadget-zero`.
-    function: String,
-    #[serde(default = "default_speed")]
-    speed: SpeedArg,
-    #[serde(default)]
-    pattern: u8,
-    #[serde(default)]
-    qlen: Option<usize>,
-    #[serde(default)]
-    buflen: Option<usize>,
-}
-
-fn default_speed() -> SpeedArg {
-    SpeedArg::High
-}
-
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    if !args.listen.ip().is_loopback() && !args.allow_remote {
-        bail!(
-            "refusing to listen on {}: USB/IP has no authentication, so anyone who can reach it can attach the devices; pass --allow-remote to do it anyway",
-            args.listen
-        );
-    }
-    let entries = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let cfg: ServeConfig =
-                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-            if cfg.devices.is_empty() {
-                bail!("{}: no [[device]] entries", path.display());
-            }
-            cfg.devices
+    args.server.check_listen()?;
+    let mut devices: Vec<(PathBuf, DeviceFile)> = Vec::new();
+    for path in &args.config {
+        for device in device_file::load_serve(path)? {
+            devices.push((path.clone(), device));
         }
-        None => vec![DeviceEntry {
-            function: "gadget-zero".into(),
-            speed: args.speed,
-            pattern: args.pattern,
-            qlen: None,
-            buflen: None,
-        }],
-    };
+    }
+    if args.config.is_empty() {
+        let pattern = if args.pattern == 1 {
+            gadget_zero::Pattern::Mod63
+        } else {
+            gadget_zero::Pattern::Zeros
+        };
+        devices.push((
+            PathBuf::from("(default)"),
+            DeviceFile {
+                config: gadget_zero::config(),
+                function: Some(Builtin::GadgetZero(gadget_zero::Options {
+                    pattern,
+                    ..gadget_zero::Options::default()
+                })),
+                usbip: UsbipSection::default(),
+            },
+        ));
+    }
+    let limits = merge_usbip(devices.iter().map(|(p, d)| (p.as_path(), &d.usbip)))?;
     let mut builder = Server::builder();
     let mut exported = Vec::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let controller = start_function(i, entry)?;
-        let busid = builder.export(controller, entry.speed.into())?;
-        exported.push((busid, entry.function.clone(), BusSpeed::from(entry.speed)));
+    for (path, device) in &devices {
+        let Some(function) = &device.function else {
+            bail!(
+                "{}: serve runs built-in functions only ([function] kind = ...); a device whose interfaces are served by service processes runs under `usbfn daemon --config {}`",
+                path.display(),
+                path.display()
+            );
+        };
+        let controller = start_builtin(&device.config, function)?;
+        let speed = BusSpeed::from(device.usbip.speed.unwrap_or(args.speed));
+        let busid = builder.export(controller, speed)?;
+        exported.push((busid, function.name().to_owned(), speed));
     }
     let mut server = builder.build();
-    if let Some(path) = &args.pcap {
-        let file =
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let tap = PcapTap::new(std::io::BufWriter::new(file), server.exports())?;
-        server.set_options(ServerOptions {
-            tap: Some(std::sync::Arc::new(tap)),
-            ..ServerOptions::default()
-        });
+    let listen = args.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    server.set_options(args.server.options(&server, &limits)?);
+    if let Some(path) = &args.server.pcap {
         println!("usbfn: writing URBs to {}", path.display());
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!(
         "usbfn: serving {} device(s) over USB/IP on {addr}",
         exported.len()
     );
-    for (busid, function, speed) in &exported {
-        println!(
-            "  {busid}  {function} ({speed} speed)   attach: usbip attach -r {} -b {busid}",
-            addr.ip()
-        );
-    }
-    if !addr.ip().is_loopback() {
-        println!("warning: listening on {addr} without authentication (--allow-remote)");
-    }
+    print_exports(addr, &exported);
     server.serve(listener, shutdown_signal()).await?;
     println!("usbfn: stopped");
     Ok(())
 }
 
-fn start_function(index: usize, entry: &DeviceEntry) -> anyhow::Result<Controller> {
-    match entry.function.as_str() {
-        "gadget-zero" => {
-            let controller = Controller::new(&gadget_zero::config())?;
+/// Build the device and run its built-in function on it in this process.
+pub(crate) fn start_builtin(
+    config: &usbfn::DeviceConfig,
+    function: &Builtin,
+) -> anyhow::Result<Controller> {
+    let controller = Controller::new(config)?;
+    match function {
+        Builtin::GadgetZero(options) => {
             let iface = controller.open(gadget_zero::INTERFACE_NAME)?;
-            let pattern = match entry.pattern {
-                0 => gadget_zero::Pattern::Zeros,
-                1 => gadget_zero::Pattern::Mod63,
-                p => bail!("device[{index}].pattern is {p}: 0 or 1 allowed"),
-            };
-            let defaults = gadget_zero::Options::default();
-            let options = gadget_zero::Options {
-                pattern,
-                qlen: entry.qlen.unwrap_or(defaults.qlen).clamp(1, 256),
-                buflen: entry.buflen.unwrap_or(defaults.buflen).clamp(1, 1 << 20),
-            };
+            let options = options.clone();
             tokio::spawn(async move {
                 if let Err(e) = gadget_zero::run(iface, options).await {
                     tracing::error!(error = %e, "gadget zero stopped");
                 }
             });
-            Ok(controller)
         }
-        other => bail!(
-            "device[{index}].function is {other:?}: the built-in functions are \"gadget-zero\""
-        ),
     }
+    Ok(controller)
 }
 
 async fn shutdown_signal() {

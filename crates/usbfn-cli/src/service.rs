@@ -17,6 +17,10 @@ use crate::daemon::shutdown_signal;
 
 /// Arguments of `usbfn service`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  usbfn daemon --runtime-dir /tmp/usbfn &
+  usbfn service gadget-zero --runtime-dir /tmp/usbfn --pattern 1
+  usbfn service gadget-zero --runtime-dir /tmp/usbfn --once --timeout 3")]
 pub(crate) struct Args {
     #[command(subcommand)]
     function: Function,
@@ -30,10 +34,12 @@ enum Function {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Example:
+  usbfn service gadget-zero --runtime-dir /tmp/usbfn --qlen 8 --buflen 65536")]
 struct GadgetZeroArgs {
-    /// Directory of the interface sockets. Default: /run/usbfn as root,
-    /// $XDG_RUNTIME_DIR/usbfn otherwise.
-    #[arg(long)]
+    /// Directory of the interface sockets. [default: /run/usbfn as root,
+    /// $XDG_RUNTIME_DIR/usbfn otherwise]
+    #[arg(long, value_name = "DIR")]
     runtime_dir: Option<PathBuf>,
     /// The InterfaceGUID to open (default: Gadget Zero's).
     #[arg(long, default_value = gadget_zero::INTERFACE_GUID)]
@@ -47,9 +53,13 @@ struct GadgetZeroArgs {
     /// Bytes per transfer.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     buflen: u32,
-    /// Exit when the daemon goes away instead of waiting for the interface again.
+    /// Exit when the daemon goes away instead of waiting for the interface again, and fail
+    /// if the interface does not appear within --timeout.
     #[arg(long)]
     once: bool,
+    /// With --once: seconds to wait for the interface to appear.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = crate::util::seconds)]
+    timeout: f64,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -75,9 +85,28 @@ async fn gadget_zero_service(args: GadgetZeroArgs) -> anyhow::Result<()> {
         buflen: usize::try_from(args.buflen).context("--buflen")?,
     };
     loop {
-        let iface = RemoteInterface::wait_and_open(&dir, &args.interface)
-            .await
-            .with_context(|| format!("opening interface {}", args.interface))?;
+        tracing::info!(
+            "waiting for interface {} in {} (start `usbfn daemon --runtime-dir {}` if none runs)",
+            args.interface,
+            dir.display(),
+            dir.display()
+        );
+        let opening = RemoteInterface::wait_and_open(&dir, &args.interface);
+        let iface = if args.once {
+            let limit = std::time::Duration::from_secs_f64(args.timeout);
+            match tokio::time::timeout(limit, opening).await {
+                Ok(r) => r,
+                Err(_) => bail!(
+                    "interface {} did not appear in {} within {} s: is `usbfn daemon` running with that --runtime-dir and a device that has this InterfaceGUID?",
+                    args.interface,
+                    dir.display(),
+                    args.timeout
+                ),
+            }
+        } else {
+            opening.await
+        }
+        .with_context(|| format!("opening interface {} in {}", args.interface, dir.display()))?;
         println!(
             "usbfn service: gadget-zero opened {}",
             iface.path().display()

@@ -33,15 +33,18 @@ fn serve(extra: &[&str]) -> Served {
         {
             addr = Some(rest.trim().to_owned());
         }
-        if line.contains("usbip attach -r") {
+        if line.contains("attach: usbip") {
             attach = Some(line);
             break;
         }
     }
-    let addr = addr.expect("serve prints its address");
+    let addr: String = addr.expect("serve prints its address");
     let attach = attach.expect("serve prints the usbip attach command");
+    let port = addr.rsplit(':').next().expect("port");
     assert!(
-        attach.contains("usbip attach -r 127.0.0.1 -b 1-1"),
+        attach.contains(&format!(
+            "usbip --tcp-port {port} attach -r 127.0.0.1 -b 1-1"
+        )),
         "{attach}"
     );
     std::thread::spawn(move || for _ in lines {});

@@ -415,6 +415,55 @@ async fn python_example_service_passes_the_host_checks() {
     .expect("test finished in time");
 }
 
+/// The newcomer's story: the loopback device file from `examples/devices/`, served by the
+/// daemon with the Python loopback service, bytes written come back in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_example_served_by_the_daemon_and_the_python_service() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let device = std::fs::read_to_string(root.join("examples/devices/loopback.toml"))
+            .expect("loopback.toml");
+        let mut daemon = Daemon::start("loopback", Some(&device));
+        let mut cmd = Command::new("python3");
+        cmd.arg(root.join("examples/python/loopback_service.py"))
+            .arg("--runtime-dir")
+            .arg(&daemon.dir);
+        let mut python = Proc::spawn("loopback service", &mut cmd, &daemon.log_path("loopback"));
+        python.wait_line("bus activated");
+        daemon.wait_listed(1).await;
+        let dev = import(daemon.addr).await;
+        let tree = dev.enumerate(Some(1)).await.expect("enumerate");
+        assert_eq!(
+            (tree.device.id_vendor, tree.device.id_product),
+            (0x1209, 0x0001)
+        );
+        for len in [1u32, 512, 3000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            // The IN URB first: the service loops one packet at a time, so the host reads
+            // while it writes, as a loopback user does.
+            let back = dev.submit_handle(Urb::bulk_in(1, len)).expect("in");
+            dev.submit(Urb::bulk_out(1, data.clone()))
+                .await
+                .expect("out")
+                .into_result()
+                .expect("accepted");
+            let back = back
+                .wait()
+                .await
+                .expect("in")
+                .into_result()
+                .expect("answered");
+            assert_eq!(&back.data[..], &data[..], "{len} bytes come back");
+        }
+        python.kill9();
+        daemon.wait_listed(0).await;
+        drop(dev);
+        daemon.stop();
+    })
+    .await
+    .expect("test finished in time");
+}
+
 const COMPOSITE: &str = r#"
 [device]
 vendor_id = 0x1209

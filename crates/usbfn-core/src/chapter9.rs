@@ -6,9 +6,10 @@
 //!
 //! | request | recipient | goes to |
 //! |---|---|---|
-//! | standard | any | answered here; interface-recipient requests other than GET_STATUS, SET/CLEAR_FEATURE, GET/SET_INTERFACE (e.g. HID GET_DESCRIPTOR(report)) go to the interface's service |
+//! | standard | any | answered here; interface-recipient requests other than GET_STATUS, SET/CLEAR_FEATURE, GET/SET_INTERFACE go to the interface's service (e.g. HID GET_DESCRIPTOR(report)), except GET_DESCRIPTOR(HID 0x21), answered from the alternate setting's `class_descriptors` when it has one |
 //! | class, vendor | interface (wIndex low byte) | the interface's service |
 //! | class, vendor | endpoint (wIndex low byte) | the service owning the endpoint |
+//! | vendor IN, device, `bRequest` = the MS OS 2.0 vendor code, `wIndex` 7 | device | answered here with the MS OS 2.0 descriptor set (when an interface has a `compatible_id`) |
 //! | class, vendor | device, other | the interface marked `device_request_owner` |
 //! | anything else | | STALL |
 
@@ -36,13 +37,38 @@ pub(crate) enum Reply {
     Forward(FunctionId),
 }
 
+/// The `index`th descriptor of type `t` in a chain of class-specific descriptors.
+fn class_descriptor(chain: &[u8], t: DescriptorType, index: usize) -> Option<&[u8]> {
+    usbfn_wire::descriptors(chain)
+        .map_while(Result::ok)
+        .filter(|d| d.descriptor_type == t)
+        .nth(index)
+        .map(|d| d.bytes)
+}
+
 impl Device {
     pub(crate) fn handle_setup(&mut self, setup: &SetupPacket, data: &Bytes) -> Reply {
+        if let Some(set) = self.ms_os20_request(setup) {
+            return Reply::Data(Bytes::from(set));
+        }
         match setup.request_type() {
             RequestType::Standard => self.standard(setup, data),
             RequestType::Class | RequestType::Vendor => self.route_to_owner(setup),
             RequestType::Reserved => Reply::Stall,
         }
+    }
+
+    /// The MS OS 2.0 descriptor set, if `setup` asks for it (a device-to-host vendor request
+    /// to the device with the vendor code of the BOS platform capability and wIndex 7).
+    fn ms_os20_request(&self, setup: &SetupPacket) -> Option<Vec<u8>> {
+        let code = self.model.ms_os_vendor_code()?;
+        (setup.request_type() == RequestType::Vendor
+            && setup.recipient() == Recipient::Device
+            && setup.direction() == Direction::In
+            && setup.b_request == code
+            && setup.w_index == crate::msos::DESCRIPTOR_INDEX)
+            .then(|| self.model.ms_os20_descriptor_set())
+            .flatten()
     }
 
     fn route_to_owner(&self, setup: &SetupPacket) -> Reply {
@@ -271,6 +297,23 @@ impl Device {
                 Reply::Ack
             }
             (StandardRequest::SET_FEATURE | StandardRequest::CLEAR_FEATURE, _) => Reply::Stall,
+            // HID 1.11 §7.1.1: the HID descriptor is the one in the configuration; a device
+            // answers it from there, as the Linux gadget f_hid does.
+            (StandardRequest::GET_DESCRIPTOR, Direction::In)
+                if DescriptorType(setup.w_value.to_be_bytes()[0]) == DescriptorType::HID =>
+            {
+                let chain = self.model.interfaces.get(f.0).and_then(|i| {
+                    let alt = self.alternates.get(f.0).copied().unwrap_or(0);
+                    i.alternates.get(usize::from(alt))
+                });
+                let index = usize::from(low_byte(setup.w_value));
+                match chain.and_then(|a| {
+                    class_descriptor(&a.class_descriptors, DescriptorType::HID, index)
+                }) {
+                    Some(bytes) => Reply::Data(Bytes::copy_from_slice(bytes)),
+                    None => Reply::Forward(f),
+                }
+            }
             _ => Reply::Forward(f),
         }
     }

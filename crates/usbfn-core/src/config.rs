@@ -118,6 +118,11 @@ pub struct DeviceSection {
     /// The string LANGID.
     #[serde(default = "default_language")]
     pub language_id: u16,
+    /// `bMS_VendorCode` of the Microsoft OS 2.0 descriptors, when an interface has a
+    /// `compatible_id` (default 0x20): Windows asks for the descriptor set with this vendor
+    /// request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ms_os_vendor_code: Option<u8>,
 }
 
 /// `[[configurations]]`.
@@ -150,6 +155,10 @@ pub struct InterfaceSection {
     /// Device-recipient vendor and class requests go to this interface's service.
     #[serde(default)]
     pub device_request_owner: bool,
+    /// Microsoft OS 2.0 compatible ID (`"WINUSB"`, up to 8 ASCII characters): Windows binds
+    /// that driver to the interface without an INF.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compatible_id: Option<String>,
     // Alternate setting 0's fields repeat `AlternateSection`'s on purpose: serde cannot
     // combine `#[serde(flatten)]` with `deny_unknown_fields`, and a misspelt field must be an
     // error. `setting0()` gathers them back into an `AlternateSection`.

@@ -50,7 +50,11 @@ impl DeviceModel {
             return 0x0320;
         }
         self.device.bcd_usb.unwrap_or(
-            if self.device.max_speed == BusSpeed::Super || self.device.lpm {
+            // MS OS 2.0 descriptors live in the BOS, which needs bcdUSB 2.01 or more.
+            if self.device.max_speed == BusSpeed::Super
+                || self.device.lpm
+                || self.ms_os_vendor_code().is_some()
+            {
                 0x0210
             } else {
                 0x0200
@@ -169,6 +173,10 @@ impl DeviceModel {
                 }
                 .to_bytes(),
             );
+            count += 1;
+        }
+        if let Some(platform) = self.ms_os20_platform_capability() {
+            caps.extend(platform);
             count += 1;
         }
         let total = u16::try_from(BosDescriptor::LENGTH + caps.len()).unwrap_or(u16::MAX);

@@ -44,6 +44,7 @@ pub mod descriptors;
 mod device;
 mod event;
 pub mod model;
+pub mod msos;
 mod pipe;
 mod registry;
 mod status;

@@ -37,18 +37,28 @@ const TCP_TRIES: usize = 3;
 
 /// Arguments of `usbfn bench`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  cargo build --release -p usbfn-cli && target/release/usbfn bench --quick
+  usbfn bench --quick --json --check > bench.json   # exit status 1 if a target is missed
+  usbfn bench --sizes 4K,64K --depths 16 --transports usbip --devices 0")]
 pub(crate) struct Args {
     /// A smaller grid that finishes in under a minute (still covers USB/IP bulk IN and OUT at
     /// 64 KiB, depth 16).
     #[arg(long)]
     quick: bool,
-    /// Print the results as JSON on stdout (progress stays on stderr).
+    /// Print the results as JSON on stdout (progress stays on stderr): every number a JSON
+    /// number, units in the key (`mb_per_s`, `median_us`) or in a `unit` field (targets).
     #[arg(long)]
     json: bool,
-    /// URB sizes, comma-separated (`512,4K,64K,1M`). Default: 512 B to 1 MiB.
+    /// Exit with status 1 when a measured target is missed (after printing the report), so a
+    /// script can use the run; targets a smaller run does not measure do not count.
+    #[arg(long)]
+    check: bool,
+    /// URB sizes, comma-separated (`512,4K,64K,1M`). Default: 512,4K,16K,64K,256K,1M;
+    /// --quick: 512,64K,1M.
     #[arg(long, value_delimiter = ',', value_parser = parse_size)]
     sizes: Option<Vec<usize>>,
-    /// Queue depths, comma-separated. Default: 1,4,16,64.
+    /// Queue depths, comma-separated. Default: 1,4,16,64; --quick: 1,16.
     #[arg(long, value_delimiter = ',')]
     depths: Option<Vec<usize>>,
     /// Bulk directions to measure, comma-separated. Default: both.
@@ -57,14 +67,15 @@ pub(crate) struct Args {
     /// Transports to measure, comma-separated. Default: both.
     #[arg(long, value_delimiter = ',', value_enum)]
     transports: Option<Vec<Transport>>,
-    /// Device counts for the scale run, comma-separated (0 skips it). Default: 1,10,100,1000.
+    /// Device counts for the scale run, comma-separated (0 skips it). Default:
+    /// 1,10,100,1000; --quick: 1000.
     #[arg(long, value_delimiter = ',')]
     devices: Option<Vec<usize>>,
     /// Milliseconds each raw TCP baseline run takes (the fastest of three is kept); usbfn
-    /// points move the same bytes.
+    /// points move the same bytes. Default: 400; --quick: 150.
     #[arg(long)]
     point_ms: Option<u64>,
-    /// Control round trips per latency measurement.
+    /// Control round trips per latency measurement. Default: 10000; --quick: 2000.
     #[arg(long)]
     rounds: Option<usize>,
     /// Devices imported and enumerated per scale run (default: all; --quick: 50).
@@ -295,7 +306,33 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         print!("{}", report.table());
     }
+    if args.check {
+        check_targets(&report)?;
+    }
     Ok(())
+}
+
+/// `--check`: an error naming every measured target that was missed.
+fn check_targets(report: &Report) -> anyhow::Result<()> {
+    let missed = report.missed();
+    if missed.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = missed
+        .iter()
+        .map(|t| {
+            format!(
+                "{} ({} {} {} wanted, {} measured)",
+                t.name,
+                t.op.symbol(),
+                t.threshold,
+                t.unit,
+                t.measured
+                    .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+            )
+        })
+        .collect();
+    anyhow::bail!("{} target(s) missed: {}", missed.len(), names.join("; "))
 }
 
 /// `fut`, failing after `limit`.
@@ -336,6 +373,60 @@ fn parse_size(text: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report_with(mb_per_s: f64) -> Report {
+        let moved = tcp::Moved {
+            bytes: 1 << 30,
+            seconds: 1.0,
+            cpu_seconds: 1.0,
+        };
+        let mut r = BenchResult::tcp(64 * 1024, &moved);
+        r.kind = report::Kind::Bulk;
+        r.transport = "usbip";
+        r.direction = "in";
+        r.depth = 16;
+        r.mb_per_s = Some(mb_per_s);
+        r.ratio_to_tcp = Some(0.9);
+        Report::new(true, Duration::from_millis(10), vec![r], Vec::new(), 1.0)
+    }
+
+    #[test]
+    fn check_fails_on_a_missed_target_only() {
+        let fast = report_with(2000.0);
+        assert!(check_targets(&fast).is_ok(), "met, or not measured");
+        let slow = report_with(10.0);
+        let e = check_targets(&slow).expect_err("1000 MB/s missed");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("1 target(s) missed: USB/IP bulk IN 64 KiB depth 16"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_targets_are_numbers_with_units() {
+        let v = serde_json::to_value(report_with(10.0)).expect("json");
+        let t = &v["targets"][0];
+        assert_eq!(t["op"], ">=");
+        assert_eq!(t["threshold"], 1000.0);
+        assert_eq!(t["unit"], "MB/s");
+        assert_eq!(t["measured"], 10.0);
+        assert_eq!(t["status"], "missed");
+        let unmeasured = v["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .find(|t| t["status"] == "not_measured")
+            .expect("the in-process targets are not measured here");
+        assert!(unmeasured.get("measured").is_none(), "{unmeasured}");
+        // Every value under "targets" is a number except the names, units and statuses.
+        for t in v["targets"].as_array().expect("targets") {
+            for (k, x) in t.as_object().expect("object") {
+                let text_field = matches!(k.as_str(), "name" | "unit" | "op" | "status");
+                assert_eq!(x.is_string(), text_field, "{k} = {x}");
+            }
+        }
+    }
 
     #[test]
     fn sizes_parse_with_binary_suffixes() {

@@ -58,13 +58,60 @@ pub(crate) enum Kind {
     Events,
 }
 
-/// A target from the benchmark issue, and whether this run met it.
+/// A target from the benchmark issue, and whether this run met it. In JSON every number is a
+/// number, with its unit in `unit`: `{"name", "op": ">=", "threshold": 1000.0, "unit":
+/// "MB/s", "measured": 1234.5, "status": "met"}`; `measured` is left out when the run did
+/// not measure it (`status` "not measured").
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct TargetCheck {
     pub(crate) name: String,
-    pub(crate) target: String,
-    pub(crate) measured: Option<String>,
-    pub(crate) met: Option<bool>,
+    pub(crate) op: Op,
+    pub(crate) threshold: f64,
+    pub(crate) unit: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) measured: Option<f64>,
+    pub(crate) status: Status,
+    /// Decimals the table shows.
+    #[serde(skip)]
+    decimals: usize,
+}
+
+/// How a measurement is compared with its threshold.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) enum Op {
+    #[serde(rename = ">=")]
+    AtLeast,
+    #[serde(rename = "<=")]
+    AtMost,
+    #[serde(rename = "<")]
+    Below,
+}
+
+/// Whether a target was met.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Status {
+    Met,
+    Missed,
+    NotMeasured,
+}
+
+impl Op {
+    fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Op::AtLeast => value >= threshold,
+            Op::AtMost => value <= threshold,
+            Op::Below => value < threshold,
+        }
+    }
+
+    pub(crate) fn symbol(self) -> &'static str {
+        match self {
+            Op::AtLeast => ">=",
+            Op::AtMost => "<=",
+            Op::Below => "<",
+        }
+    }
 }
 
 /// Everything a run produced.
@@ -226,30 +273,24 @@ impl Report {
             let r = self.bulk("usbip", dir, kib64, 16);
             out.push(check(
                 format!("USB/IP bulk {} 64 KiB depth 16", dir.to_uppercase()),
-                ">= 1000 MB/s",
+                (Op::AtLeast, 1000.0, "MB/s", 0),
                 r.and_then(|r| r.mb_per_s),
-                |v| v >= 1000.0,
-                |v| format!("{v:.0} MB/s"),
             ));
             out.push(check(
                 format!(
                     "USB/IP bulk {} 64 KiB depth 16 vs raw TCP",
                     dir.to_uppercase()
                 ),
-                ">= 0.60 of raw TCP",
+                (Op::AtLeast, 0.6, "ratio to raw TCP", 2),
                 r.and_then(|r| r.ratio_to_tcp),
-                |v| v >= 0.6,
-                |v| format!("{v:.2}"),
             ));
         }
         for dir in ["in", "out"] {
             let r = self.bulk("in-process", dir, kib64, 16);
             out.push(check(
                 format!("in-process bulk {} 64 KiB depth 16", dir.to_uppercase()),
-                ">= 5000 MB/s",
+                (Op::AtLeast, 5000.0, "MB/s", 0),
                 r.and_then(|r| r.mb_per_s),
-                |v| v >= 5000.0,
-                |v| format!("{v:.0} MB/s"),
             ));
         }
         let control = self.results.iter().find(|r| {
@@ -257,20 +298,24 @@ impl Report {
         });
         out.push(check(
             "USB/IP control round trip (GET_DESCRIPTOR), median".into(),
-            "<= 50 us",
+            (Op::AtMost, 50.0, "us", 1),
             control.and_then(|r| r.latency.map(|l| l.median_us)),
-            |v| v <= 50.0,
-            |v| format!("{v:.1} us"),
         ));
         let thousand = self.scale.iter().find(|s| s.devices == 1000);
         out.push(check(
             "1000 idle exported devices, process RSS".into(),
-            "< 100 MB",
+            (Op::Below, 100.0, "MB", 1),
             thousand.map(|s| s.rss_after_kib as f64 * 1024.0 / 1e6),
-            |v| v < 100.0,
-            |v| format!("{v:.1} MB"),
         ));
         out
+    }
+
+    /// The targets this run measured and missed.
+    pub(crate) fn missed(&self) -> Vec<&TargetCheck> {
+        self.targets
+            .iter()
+            .filter(|t| t.status == Status::Missed)
+            .collect()
     }
 
     /// The human-readable report.
@@ -448,18 +493,20 @@ impl Report {
         }
         let _ = writeln!(s, "\nTargets");
         for t in &self.targets {
-            let verdict = match t.met {
-                Some(true) => "met",
-                Some(false) => "MISSED",
-                None => "not measured",
+            let verdict = match t.status {
+                Status::Met => "met",
+                Status::Missed => "MISSED",
+                Status::NotMeasured => "not measured",
             };
+            let d = t.decimals;
+            let target = format!("{} {:.d$} {}", t.op.symbol(), t.threshold, t.unit);
+            let measured = t
+                .measured
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.d$}"));
             let _ = writeln!(
                 s,
-                "  {:<52} {:>14} {:>12}  {}",
-                t.name,
-                t.target,
-                t.measured.as_deref().unwrap_or("-"),
-                verdict
+                "  {:<52} {:>22} {:>8}  {}",
+                t.name, target, measured, verdict
             );
         }
         let _ = writeln!(s, "\n(total {:.1} s)", self.elapsed_s);
@@ -467,18 +514,25 @@ impl Report {
     }
 }
 
+/// `(op, threshold, unit, decimals shown)` applied to a measurement.
 fn check(
     name: String,
-    target: &str,
+    (op, threshold, unit, decimals): (Op, f64, &'static str, usize),
     value: Option<f64>,
-    ok: impl Fn(f64) -> bool,
-    show: impl Fn(f64) -> String,
 ) -> TargetCheck {
+    let status = match value {
+        Some(v) if op.holds(v, threshold) => Status::Met,
+        Some(_) => Status::Missed,
+        None => Status::NotMeasured,
+    };
     TargetCheck {
         name,
-        target: target.to_owned(),
-        measured: value.map(&show),
-        met: value.map(ok),
+        op,
+        threshold,
+        unit,
+        measured: value,
+        status,
+        decimals,
     }
 }
 

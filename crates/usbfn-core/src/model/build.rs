@@ -21,6 +21,49 @@ pub(super) fn err(field: impl Into<String>, problem: Problem) -> ValidationError
     }
 }
 
+/// `list[i]` with the 1-based index a person counts entries in the file by: the second
+/// `[[interfaces]]` is `interfaces[2]`.
+pub(super) fn nth(list: &str, i: usize) -> String {
+    format!("{list}[{}]", i + 1)
+}
+
+/// Alternate setting `a` of the interface at `here`: its own fields for 0, else
+/// `alternates[a]` (the first `[[interfaces.alternates]]` is alternate setting 1).
+fn alternate_path(here: &str, a: usize) -> String {
+    if a == 0 {
+        here.to_owned()
+    } else {
+        format!("{here}.alternates[{a}]")
+    }
+}
+
+/// Endpoint `e` of alternate setting `a` of interface `m`, 0-based in, 1-based out.
+fn endpoint_path(m: usize, a: usize, e: usize) -> String {
+    format!(
+        "{}.endpoints[{}]",
+        alternate_path(&nth("interfaces", m), a),
+        e + 1
+    )
+}
+
+/// A Microsoft OS compatible ID: 1 to 8 of `A-Z`, `0-9`, `_`, NUL padded.
+fn compatible_id(field: &str, id: &str) -> Result<[u8; 8], ValidationError> {
+    let ok = (1..=8).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        return Err(illegal(
+            field,
+            format!("{id:?}"),
+            "1 to 8 characters of A-Z, 0-9 and _, e.g. \"WINUSB\"",
+        ));
+    }
+    let mut out = [0u8; 8];
+    out[..id.len()].copy_from_slice(id.as_bytes());
+    Ok(out)
+}
+
 pub(super) fn illegal(
     field: impl Into<String>,
     value: impl ToString,
@@ -103,7 +146,7 @@ impl Builder {
         // Interface names and GUIDs.
         let mut names: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, iface) in config.interfaces.iter().enumerate() {
-            let field = format!("interfaces[{i}].name");
+            let field = format!("{}.name", nth("interfaces", i));
             if iface.name.is_empty() {
                 return Err(err(field, Problem::Missing("a non-empty name")));
             }
@@ -146,7 +189,7 @@ impl Builder {
                     for name in &section.interfaces {
                         let idx = names.get(name.as_str()).copied().ok_or_else(|| {
                             err(
-                                format!("configurations[{c}].interfaces"),
+                                format!("{}.interfaces", nth("configurations", c)),
                                 Problem::Unknown {
                                     what: "interface",
                                     name: name.clone(),
@@ -174,7 +217,7 @@ impl Builder {
             for &m in members {
                 if config_of[m].replace(c).is_some() {
                     return Err(err(
-                        format!("configurations[{c}].interfaces"),
+                        format!("{}.interfaces", nth("configurations", c)),
                         Problem::Duplicate {
                             what: "interface (each interface belongs to one configuration)",
                             value: config.interfaces[m].name.clone(),
@@ -185,7 +228,7 @@ impl Builder {
         }
         if let Some(m) = config_of.iter().position(Option::is_none) {
             return Err(err(
-                format!("interfaces[{m}]"),
+                nth("interfaces", m),
                 Problem::Unknown {
                     what: "configuration listing interface",
                     name: config.interfaces[m].name.clone(),
@@ -201,10 +244,10 @@ impl Builder {
                 if let Some(n) = config.interfaces[m].number {
                     if std::mem::replace(&mut used[usize::from(n)], true) {
                         return Err(err(
-                            format!("interfaces[{m}].number"),
+                            format!("{}.number", nth("interfaces", m)),
                             Problem::Duplicate {
                                 what: "interface number in configuration",
-                                value: format!("{n} (configuration {c})"),
+                                value: format!("{n} (configurations[{}])", c + 1),
                             },
                         ));
                     }
@@ -217,7 +260,7 @@ impl Builder {
                         .find(|n| !used[usize::from(*n)])
                         .ok_or_else(|| {
                             err(
-                                format!("configurations[{c}]"),
+                                nth("configurations", c),
                                 Problem::TooMany {
                                     what: "interfaces",
                                     count: members.len(),
@@ -239,7 +282,7 @@ impl Builder {
         let mut interfaces = Vec::new();
         let mut device_request_owner = None;
         for (i, iface) in config.interfaces.iter().enumerate() {
-            let here = format!("interfaces[{i}] {:?}", iface.name);
+            let here = format!("{} {:?}", nth("interfaces", i), iface.name);
             let guid = match &iface.guid {
                 Some(g) => Some(canonical_guid(g).ok_or_else(|| {
                     illegal(
@@ -277,11 +320,7 @@ impl Builder {
             }
             let mut alternates = Vec::new();
             for (a, alt) in iface.settings().iter().enumerate() {
-                let field = if a == 0 {
-                    here.clone()
-                } else {
-                    format!("{here}.alternates[{}]", a - 1)
-                };
+                let field = alternate_path(&here, a);
                 alternates.push(self.alternate(&field, alt)?);
             }
             if alternates.len() > 256 {
@@ -294,12 +333,17 @@ impl Builder {
                     },
                 ));
             }
+            let compatible_id = match &iface.compatible_id {
+                Some(id) => Some(compatible_id(&format!("{here}.compatible_id"), id)?),
+                None => None,
+            };
             interfaces.push(InterfaceModel {
                 name: iface.name.clone(),
                 guid,
                 number: numbers[i],
                 configuration: config_of[i].unwrap_or(0),
                 alternates,
+                compatible_id,
             });
         }
 
@@ -318,7 +362,7 @@ impl Builder {
                             && other != m
                         {
                             return Err(err(
-                                format!("interfaces[{m}] alternate {a} endpoints[{e}].address"),
+                                format!("{}.address", endpoint_path(m, a, e)),
                                 Problem::Duplicate {
                                     what: "endpoint address in configuration",
                                     value: format!(
@@ -350,7 +394,7 @@ impl Builder {
                                 let dir_bit = if is_in { 0x80 } else { 0 };
                                 let n = (1..=15u8).find(|n| !owner.contains_key(&(n | dir_bit))).ok_or_else(|| {
                                     err(
-                                        format!("interfaces[{m}] alternate {a} endpoints[{e}]"),
+                                        endpoint_path(m, a, e),
                                         Problem::TooMany {
                                             what: "endpoints of one direction in a configuration",
                                             count: 16,
@@ -379,7 +423,7 @@ impl Builder {
                 for (e, ep) in alt.endpoints.iter_mut().enumerate() {
                     if seen.contains(&ep.address.0) {
                         return Err(err(
-                            format!("interfaces[{m}] alternate {a} endpoints[{e}].address"),
+                            format!("{}.address", endpoint_path(m, a, e)),
                             Problem::Duplicate {
                                 what: "endpoint address in alternate setting",
                                 value: format!("{:#04x}", ep.address.0),
@@ -420,14 +464,16 @@ impl Builder {
             let value = value.unwrap_or(u8::try_from(c + 1).unwrap_or(u8::MAX));
             if value == 0 || values.contains(&value) {
                 return Err(illegal(
-                    format!("configurations[{c}].value"),
+                    format!("{}.value", nth("configurations", c)),
                     value,
                     "a unique bConfigurationValue from 1 to 255",
                 ));
             }
             values.push(value);
-            let i_configuration =
-                self.string(&format!("configurations[{c}].name"), name.as_deref())?;
+            let i_configuration = self.string(
+                &format!("{}.name", nth("configurations", c)),
+                name.as_deref(),
+            )?;
             let mut ordered: Vec<FunctionId> = members.iter().map(|&m| FunctionId(m)).collect();
             ordered.sort_by_key(|f| interfaces[f.0].number);
             configurations.push(ConfigurationModel {
@@ -438,7 +484,7 @@ impl Builder {
             });
         }
         for (x, assoc) in config.associations.iter().enumerate() {
-            let field = format!("associations[{x}]");
+            let field = nth("associations", x);
             if assoc.interfaces.len() < 2 {
                 return Err(err(
                     format!("{field}.interfaces"),
@@ -531,7 +577,7 @@ impl Builder {
         };
         let mut endpoints = Vec::new();
         for (e, ep) in alt.endpoints.iter().enumerate() {
-            endpoints.push(endpoint(&format!("{field}.endpoints[{e}]"), ep)?);
+            endpoints.push(endpoint(&format!("{field}.endpoints[{}]", e + 1), ep)?);
         }
         if endpoints.len() > MAX_ENDPOINTS {
             return Err(err(

@@ -31,10 +31,14 @@ pub(super) fn endpoint(
             if let Some(d) = dir
                 && (d == DirectionName::In) != addr.is_in()
             {
+                let (name, bit) = match d {
+                    DirectionName::In => ("in", "clear: OUT"),
+                    DirectionName::Out => ("out", "set: IN"),
+                };
                 return Err(illegal(
                     format!("{field}.direction"),
-                    format!("{d:?}"),
-                    "the direction bit of `address`",
+                    format!("\"{name}\" with address = {a:#04x} (bit 7 {bit})"),
+                    "the direction of bit 7 of `address` (0x80 = IN: 0x81..=0x8f; OUT: 0x01..=0x0f); fix the address or leave `direction` out, the address already says it",
                 ));
             }
             addr
@@ -210,11 +214,21 @@ fn check_max_packet(
         return Ok(());
     }
     let allowed = match (t, speed) {
-        (TransferType::Bulk, BusSpeed::Full) => "8, 16, 32 or 64 for bulk at full speed",
-        (TransferType::Bulk, BusSpeed::High) => "512 for bulk at high speed",
-        (TransferType::Bulk, BusSpeed::Super) => "1024 for bulk at SuperSpeed",
-        (TransferType::Interrupt, BusSpeed::Full) => "1..=64 for interrupt at full speed",
-        (TransferType::Isochronous, BusSpeed::Full) => "0..=1023 for isochronous at full speed",
+        (TransferType::Bulk, BusSpeed::Full) => {
+            "8, 16, 32 or 64 for bulk at full speed; give one value per speed with max_packet = { full = 64, high = 512, super = 1024 }, or leave max_packet out for those"
+        }
+        (TransferType::Bulk, BusSpeed::High) => {
+            "512 for bulk at high speed; give one value per speed with max_packet = { full = 64, high = 512, super = 1024 }, or leave max_packet out for those"
+        }
+        (TransferType::Bulk, BusSpeed::Super) => {
+            "1024 for bulk at SuperSpeed; give one value per speed with max_packet = { full = 64, high = 512, super = 1024 }, or leave max_packet out for those"
+        }
+        (TransferType::Interrupt, BusSpeed::Full) => {
+            "1..=64 for interrupt at full speed; give one value per speed with max_packet = { full = 64, high = 1024 }"
+        }
+        (TransferType::Isochronous, BusSpeed::Full) => {
+            "0..=1023 for isochronous at full speed; give one value per speed with max_packet = { full = 1023, high = 1024 }"
+        }
         (_, BusSpeed::High) => {
             "1..=1024 bytes (0 allowed for isochronous), with at most 2 additional transactions in bits 12..11"
         }

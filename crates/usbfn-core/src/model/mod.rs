@@ -31,7 +31,9 @@ pub const MAX_INTERFACE_NAME: usize = usbfn_abi::MAX_INTERFACE_NAME_LENGTH - 1;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {field}: {problem}")]
 pub struct ValidationError {
-    /// Where, e.g. `interfaces[0] "source-sink" endpoints[1] max_packet (high)`.
+    /// Where, as a TOML path with 1-based indexes (the entries as a person counts them in
+    /// the file), e.g. `interfaces[1] "source-sink".endpoints[2].max_packet (high)`; the
+    /// first `[[interfaces.alternates]]` is `alternates[1]`, alternate setting 1.
     pub field: String,
     /// What is wrong.
     pub problem: Problem,
@@ -140,6 +142,8 @@ pub struct InterfaceModel {
     pub configuration: usize,
     /// Alternate settings; index = `bAlternateSetting`.
     pub alternates: Vec<AlternateModel>,
+    /// Microsoft OS 2.0 compatible ID, NUL padded.
+    pub compatible_id: Option<[u8; 8]>,
 }
 
 /// One alternate setting.

@@ -74,10 +74,24 @@ fn alternates_share_automatic_endpoint_numbers() {
 }
 
 #[test]
+fn errors_say_how_to_give_per_speed_values_and_fix_a_direction() {
+    expect_err(
+        "[[interfaces]]\nname = \"a\"\nendpoints = [{ direction = \"in\", type = \"bulk\", max_packet = 512 }]\n",
+        "interfaces[1] \"a\".endpoints[1].max_packet (full)",
+        "max_packet = { full = 64, high = 512, super = 1024 }",
+    );
+    expect_err(
+        "[[interfaces]]\nname = \"a\"\n[[interfaces.alternates]]\nendpoints = [{ address = 0x01, direction = \"in\", type = \"bulk\" }]\n",
+        "interfaces[1] \"a\".alternates[1].endpoints[1].direction",
+        "\"in\" with address = 0x01 (bit 7 clear: OUT) is not allowed: the direction of bit 7",
+    );
+}
+
+#[test]
 fn errors_name_the_field_and_the_rule() {
     expect_err(
         "[[interfaces]]\nname = \"a\"\nendpoints = [{ direction = \"in\", type = \"bulk\", max_packet = 100 }]\n",
-        "endpoints[0].max_packet (full)",
+        "interfaces[1] \"a\".endpoints[1].max_packet (full)",
         "8, 16, 32 or 64",
     );
     expect_err(
@@ -87,7 +101,7 @@ fn errors_name_the_field_and_the_rule() {
     );
     expect_err(
         "[[interfaces]]\nname = \"a\"\nendpoints = [{ address = 0x81, type = \"bulk\" }, { address = 0x81, type = \"bulk\" }]\n",
-        "endpoints[1].address",
+        "interfaces[1].endpoints[2].address",
         "duplicate endpoint address",
     );
     expect_err(
@@ -97,23 +111,23 @@ fn errors_name_the_field_and_the_rule() {
     );
     expect_err(
         "[[interfaces]]\nname = \"a\"\n[[interfaces]]\nname = \"a\"\n",
-        "interfaces[1].name",
+        "interfaces[2].name",
         "duplicate interface name",
     );
     expect_err(
         &format!("[[interfaces]]\nname = \"{}\"\n", "n".repeat(40)),
-        "interfaces[0].name",
+        "interfaces[1].name",
         "limit of 39",
     );
     expect_err("", "interfaces", "at least one interface");
     expect_err(
         "[[configurations]]\ninterfaces = [\"nope\"]\n[[interfaces]]\nname = \"a\"\n",
-        "configurations[0].interfaces",
+        "configurations[1].interfaces",
         "no interface named \"nope\"",
     );
     expect_err(
         "[[interfaces]]\nname = \"a\"\nendpoints = [{ address = 0x00, type = \"bulk\" }]\n",
-        "endpoints[0].address",
+        "interfaces[1] \"a\".endpoints[1].address",
         "0x01..=0x0f",
     );
     expect_err(
@@ -123,7 +137,7 @@ fn errors_name_the_field_and_the_rule() {
     );
     expect_err(
         "[[interfaces]]\nname = \"a\"\n[[interfaces]]\nname = \"b\"\n[[interfaces]]\nname = \"c\"\n[[associations]]\ninterfaces = [\"a\", \"c\"]\nclass = 2\n",
-        "associations[0].interfaces",
+        "associations[1].interfaces",
         "consecutive",
     );
 }
@@ -211,4 +225,18 @@ fn strings_are_deduplicated_and_bounded() {
     let err = build(&format!("[device]\nvendor_id = 1\nproduct_id = 2\nproduct = \"{long}\"\n[[interfaces]]\nname = \"a\"\n"))
         .expect_err("too long");
     assert!(err.to_string().contains("device.product"), "{err}");
+}
+
+#[test]
+fn a_compatible_id_is_checked() {
+    expect_err(
+        "[[interfaces]]\nname = \"a\"\ncompatible_id = \"winusb\"\n",
+        "interfaces[1] \"a\".compatible_id",
+        "A-Z, 0-9 and _",
+    );
+    expect_err(
+        "[[interfaces]]\nname = \"a\"\ncompatible_id = \"TOOLONGID\"\n",
+        "compatible_id",
+        "1 to 8",
+    );
 }

@@ -536,3 +536,199 @@ fn forwarded_setup_without_data_stage_is_acknowledged_by_the_handshake() {
         (urb, CompletionStatus::Success, 0)
     );
 }
+
+const KEYBOARD: &str = r#"
+    [device]
+    vendor_id = 0x1209
+    product_id = 0x0001
+    [[interfaces]]
+    name = "keyboard"
+    class = 3
+    subclass = 1
+    protocol = 1
+    class_descriptors = "09 21 11 01 00 01 22 3f 00"
+    endpoints = [{ direction = "in", type = "interrupt", max_packet = 8 }]
+    [[interfaces]]
+    name = "vendor"
+    class = 0xff
+"#;
+
+/// GET_DESCRIPTOR to interface `iface` of descriptor type `t`.
+fn interface_descriptor(t: u8, iface: u16, len: u16) -> SetupPacket {
+    std_in(
+        StandardRequest::GET_DESCRIPTOR,
+        Recipient::Interface,
+        u16::from(t) << 8,
+        iface,
+        len,
+    )
+}
+
+#[test]
+fn the_hid_descriptor_is_answered_from_the_interface_class_descriptors() {
+    let mut h = SimHost::new(KEYBOARD, BusSpeed::Full);
+    h.set_configuration(1);
+    h.drain_events(F0);
+    let c = h.control_now(interface_descriptor(0x21, 0, 9), &[]);
+    assert_eq!(c.status, CompletionStatus::Success);
+    assert_eq!(&c.data[..], &[9, 0x21, 0x11, 0x01, 0, 1, 0x22, 0x3f, 0]);
+    assert!(
+        h.drain_events(F0).is_empty(),
+        "not forwarded to the service"
+    );
+    // wLength shorter than the descriptor: the first bytes.
+    let c = h.control_now(interface_descriptor(0x21, 0, 4), &[]);
+    assert_eq!(&c.data[..], &[9, 0x21, 0x11, 0x01]);
+    // There is one HID descriptor: index 1 is the service's business.
+    let second = std_in(
+        StandardRequest::GET_DESCRIPTOR,
+        Recipient::Interface,
+        0x2101,
+        0,
+        9,
+    );
+    h.control(second, &[]);
+    assert_eq!(h.drain_events(F0), vec![BusEvent::SetupPacket(second)]);
+}
+
+#[test]
+fn the_report_descriptor_and_interfaces_without_hid_go_to_the_service() {
+    let mut h = SimHost::new(KEYBOARD, BusSpeed::Full);
+    h.set_configuration(1);
+    h.drain_events(F0);
+    h.drain_events(FunctionId(1));
+    let report = interface_descriptor(0x22, 0, 63);
+    h.control(report, &[]);
+    assert_eq!(h.drain_events(F0), vec![BusEvent::SetupPacket(report)]);
+    let mut h = SimHost::new(KEYBOARD, BusSpeed::Full);
+    h.set_configuration(1);
+    h.drain_events(FunctionId(1));
+    let hid_of_vendor = interface_descriptor(0x21, 1, 9);
+    h.control(hid_of_vendor, &[]);
+    assert_eq!(
+        h.drain_events(FunctionId(1)),
+        vec![BusEvent::SetupPacket(hid_of_vendor)]
+    );
+}
+
+const WINUSB: &str = r#"
+    [device]
+    vendor_id = 0x1209
+    product_id = 0x0001
+    max_speed = "high"
+    [[interfaces]]
+    name = "loopback"
+    compatible_id = "WINUSB"
+    device_request_owner = true
+    endpoints = [{ direction = "in", type = "bulk" }, { direction = "out", type = "bulk" }]
+"#;
+
+const UUID: [u8; 16] = [
+    0xdf, 0x60, 0xdd, 0xd8, 0x89, 0x45, 0xc7, 0x4c, 0x9c, 0xd2, 0x65, 0x9d, 0x9e, 0x64, 0x8a, 0x9f,
+];
+
+fn vendor_in(request: u8, index: u16, len: u16) -> SetupPacket {
+    SetupPacket::new(
+        Direction::In,
+        RequestType::Vendor,
+        Recipient::Device,
+        request,
+        0,
+        index,
+        len,
+    )
+}
+
+fn bos(h: &mut SimHost) -> Vec<u8> {
+    let c = h.control_now(
+        std_in(
+            StandardRequest::GET_DESCRIPTOR,
+            Recipient::Device,
+            0x0f00,
+            0,
+            255,
+        ),
+        &[],
+    );
+    assert_eq!(c.status, CompletionStatus::Success);
+    c.data.to_vec()
+}
+
+#[test]
+fn ms_os_20_compatible_id_for_a_single_interface_device() {
+    let mut h = SimHost::new(WINUSB, BusSpeed::High);
+    let device = h.control_now(
+        std_in(
+            StandardRequest::GET_DESCRIPTOR,
+            Recipient::Device,
+            0x0100,
+            0,
+            18,
+        ),
+        &[],
+    );
+    assert_eq!(
+        &device.data[2..4],
+        &[0x10, 0x02],
+        "bcdUSB 2.10: the BOS is read"
+    );
+    let bos = bos(&mut h);
+    let at = bos
+        .windows(16)
+        .position(|w| w == UUID)
+        .expect("MS OS 2.0 platform capability");
+    assert_eq!(&bos[at - 4..at], &[28, 0x10, 0x05, 0]);
+    // dwWindowsVersion, wMSOSDescriptorSetTotalLength 30, bMS_VendorCode 0x20, bAltEnumCode.
+    assert_eq!(&bos[at + 16..at + 24], &[0, 0, 3, 6, 30, 0, 0x20, 0]);
+    assert_eq!(bos[4], 2, "USB 2.0 extension + platform");
+    assert_eq!(usize::from(u16::from_le_bytes([bos[2], bos[3]])), bos.len());
+
+    h.set_configuration(1);
+    h.drain_events(F0);
+    let set = h.control_now(vendor_in(0x20, 7, 30), &[]);
+    assert_eq!(set.status, CompletionStatus::Success);
+    let mut want = vec![10, 0, 0, 0, 0, 0, 3, 6, 30, 0, 20, 0, 3, 0];
+    want.extend(b"WINUSB\0\0");
+    want.extend([0u8; 8]);
+    assert_eq!(&set.data[..], &want[..]);
+    assert!(h.drain_events(F0).is_empty(), "answered by the core");
+    // Another wIndex is the service's (the device request owner's).
+    let other = vendor_in(0x20, 4, 16);
+    h.control(other, &[]);
+    assert_eq!(h.drain_events(F0), vec![BusEvent::SetupPacket(other)]);
+}
+
+#[test]
+fn ms_os_20_function_subsets_for_a_composite_device() {
+    let composite = r#"
+        [device]
+        vendor_id = 0x1209
+        product_id = 0x0003
+        ms_os_vendor_code = 0x42
+        [[interfaces]]
+        name = "hid"
+        class = 3
+        [[interfaces]]
+        name = "vendor"
+        compatible_id = "WINUSB"
+        endpoints = [{ direction = "in", type = "bulk" }]
+    "#;
+    let mut h = SimHost::new(composite, BusSpeed::High);
+    let bos = bos(&mut h);
+    let at = bos.windows(16).position(|w| w == UUID).expect("capability");
+    // Set header 10 + configuration subset 8 + function subset 8 + compatible ID 20.
+    assert_eq!(&bos[at + 20..at + 23], &[46, 0, 0x42]);
+    let set = h.control_now(vendor_in(0x42, 7, 46), &[]);
+    assert_eq!(set.data.len(), 46);
+    assert_eq!(
+        &set.data[10..18],
+        &[8, 0, 1, 0, 0, 0, 36, 0],
+        "configuration 0, 36 bytes"
+    );
+    assert_eq!(
+        &set.data[18..26],
+        &[8, 0, 2, 0, 1, 0, 28, 0],
+        "function at interface 1"
+    );
+    assert_eq!(&set.data[30..36], b"WINUSB");
+}

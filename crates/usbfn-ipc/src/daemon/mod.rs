@@ -72,11 +72,37 @@ pub struct ExposedInterface {
     pub path: PathBuf,
 }
 
-/// A controller's interfaces, bound and ready to serve.
+/// A controller's interfaces, bound and ready to serve. Dropping it (served or not) removes
+/// the sockets it published, and the runtime directory if it created it and it is empty, so
+/// a daemon that fails after binding leaves nothing behind.
 #[derive(Debug)]
 pub struct InterfaceSockets {
     controller: Controller,
     bound: Vec<(ExposedInterface, UnixListener)>,
+    files: Created,
+}
+
+/// What [`InterfaceSockets::bind`] created, removed when dropped.
+#[derive(Debug, Default)]
+struct Created {
+    sockets: Vec<PathBuf>,
+    dir: Option<PathBuf>,
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        for path in self.sockets.drain(..) {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::debug!(path = %path.display(), error = %e, "removing the socket");
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            // Fails (and so keeps it) if anything else is in it.
+            if let Err(e) = std::fs::remove_dir(&dir) {
+                tracing::debug!(path = %dir.display(), error = %e, "keeping the runtime directory");
+            }
+        }
+    }
 }
 
 impl InterfaceSockets {
@@ -87,12 +113,14 @@ impl InterfaceSockets {
             let path = path.to_path_buf();
             move |source| DaemonError::Io { what, path, source }
         };
+        let mut files = Created::default();
         if !dir.is_dir() {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(DIR_MODE)
                 .create(dir)
                 .map_err(io_err("creating the runtime directory", dir))?;
+            files.dir = Some(dir.to_path_buf());
         }
         let interfaces: Vec<(String, Option<String>)> = controller.with_model(|m| {
             m.interfaces
@@ -118,9 +146,12 @@ impl InterfaceSockets {
             let tmp = dir.join(format!(".{canonical}.{}.tmp", std::process::id()));
             let _ = std::fs::remove_file(&tmp);
             let listener = UnixListener::bind(&tmp).map_err(io_err("binding", &tmp))?;
+            files.sockets.push(tmp.clone());
             std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(SOCKET_MODE))
                 .map_err(io_err("setting the mode of", &tmp))?;
             std::fs::rename(&tmp, &path).map_err(io_err("publishing", &path))?;
+            files.sockets.pop();
+            files.sockets.push(path.clone());
             bound.push((
                 ExposedInterface {
                     name,
@@ -133,6 +164,7 @@ impl InterfaceSockets {
         Ok(InterfaceSockets {
             controller: controller.clone(),
             bound,
+            files,
         })
     }
 
@@ -146,21 +178,20 @@ impl InterfaceSockets {
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let mut paths = Vec::new();
-        for (exposed, listener) in self.bound {
-            paths.push(exposed.path.clone());
-            let controller = self.controller.clone();
+        let InterfaceSockets {
+            controller,
+            bound,
+            files,
+        } = self;
+        for (exposed, listener) in bound {
+            let controller = controller.clone();
             let stop = stop_rx.clone();
             tasks.spawn(accept_loop(controller, Arc::new(exposed), listener, stop));
         }
         shutdown.await;
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
-        for path in paths {
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::debug!(path = %path.display(), error = %e, "removing the socket");
-            }
-        }
+        drop(files);
     }
 }
 
@@ -228,5 +259,63 @@ async fn handle(
             interface = %exposed.name, %peer, error = %e,
             "service connection closed: interface deactivated"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_interfaces(second_guid: Option<&str>) -> Controller {
+        let mut config = usbfn::functions::gadget_zero::config();
+        let mut second = config.interfaces[0].clone();
+        second.name = "second".into();
+        second.guid = second_guid.map(str::to_owned);
+        second.number = None;
+        second.device_request_owner = false;
+        config.interfaces.push(second);
+        config.configurations.clear();
+        Controller::new(&config).expect("device")
+    }
+
+    fn fresh_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("usbfn-ipc-unit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[tokio::test]
+    async fn dropped_unserved_sockets_leave_nothing_behind() {
+        let dir = fresh_dir("drop");
+        let controller = two_interfaces(Some("{6c5b3f5e-0d6f-4b0e-9a59-0a5c3b0e7d12}"));
+        let sockets = InterfaceSockets::bind(&controller, &dir).expect("bind");
+        assert_eq!(sockets.interfaces().count(), 2);
+        assert!(sockets.interfaces().all(|i| i.path.exists()));
+        drop(sockets);
+        assert!(!dir.exists(), "the directory bind created is gone");
+    }
+
+    #[tokio::test]
+    async fn a_failed_bind_removes_the_sockets_it_published() {
+        let dir = fresh_dir("fail");
+        // The second interface has no GUID: bind fails after publishing the first.
+        let controller = two_interfaces(None);
+        let err = InterfaceSockets::bind(&controller, &dir).expect_err("no guid");
+        assert!(
+            matches!(err, DaemonError::NoGuid { ref name } if name == "second"),
+            "{err}"
+        );
+        assert!(!dir.exists(), "nothing left in {}", dir.display());
+    }
+
+    #[tokio::test]
+    async fn a_directory_that_existed_is_kept() {
+        let dir = fresh_dir("keep");
+        std::fs::create_dir_all(&dir).expect("dir");
+        let controller = two_interfaces(None);
+        assert!(InterfaceSockets::bind(&controller, &dir).is_err());
+        let left: Vec<_> = std::fs::read_dir(&dir).expect("dir").collect();
+        assert!(left.is_empty(), "{left:?}");
+        std::fs::remove_dir(&dir).expect("still there, empty");
     }
 }

@@ -27,7 +27,7 @@ impl<W: Write + Send> std::fmt::Debug for PcapTap<W> {
 }
 
 impl<W: Write + Send> PcapTap<W> {
-    /// A tap for `exports` writing to `writer`.
+    /// A tap for `exports` writing to `writer`; the pcap header is written and flushed.
     pub fn new(writer: W, exports: &[Arc<Export>]) -> std::io::Result<Self> {
         let mut types = HashMap::new();
         for export in exports {
@@ -49,8 +49,12 @@ impl<W: Write + Send> PcapTap<W> {
                 }
             });
         }
+        // The header goes out at once: a capture of a server no host used yet is a valid,
+        // empty pcap, and a `--pcap` path that cannot be written fails at start.
+        let mut writer = PcapWriter::new(writer)?;
+        writer.flush()?;
         Ok(PcapTap {
-            writer: Mutex::new(Some(PcapWriter::new(writer)?)),
+            writer: Mutex::new(Some(writer)),
             types,
         })
     }
