@@ -191,7 +191,7 @@ impl Target {
                 data,
                 short_not_ok: false,
                 zero_packet: false,
-                iso_packets: 0,
+                iso: None,
             })),
             HostKind::Usbip(d) => {
                 let urb = if setup.is_in() {

@@ -18,8 +18,8 @@ use usbfn_wire::SetupPacket;
 use super::{Export, Server, SubmittedUrb};
 use crate::batch::WriteBatch;
 use crate::proto::{
-    CmdSubmit, CmdUnlink, Command, Direction, IsoPacketDescriptor, OpReply, OpRequest, OpStatus,
-    ProtoError, RetSubmit, RetUnlink, ServerCodec, TransferFlags, UsbDevice, errno,
+    CmdSubmit, CmdUnlink, Command, Direction, OpReply, OpRequest, OpStatus, ProtoError, RetUnlink,
+    ServerCodec, TransferFlags, UsbDevice, errno,
 };
 
 /// Why a connection ended.
@@ -383,6 +383,7 @@ impl ReadCtx {
             transfer_buffer_length: cmd.transfer_buffer_length,
             number_of_packets: cmd.number_of_packets,
             transfer_flags: cmd.transfer_flags.0,
+            iso: cmd.iso.clone(),
         };
         {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -422,6 +423,7 @@ impl ReadCtx {
                 status: CompletionStatus::Shutdown,
                 actual_length: 0,
                 data: Bytes::new(),
+                iso: None,
             };
             // Answered through the same path as device completions, to keep one writer.
             self.port.answer(c);
@@ -434,6 +436,7 @@ impl ReadCtx {
         let setup = (cmd.ep == 0).then(|| SetupPacket::from_bytes(cmd.setup));
         let buffer_len = usize::try_from(cmd.transfer_buffer_length).unwrap_or(usize::MAX);
         let flags = cmd.transfer_flags;
+        let iso = super::iso::iso_request(&cmd);
         self.port.submit(Urb {
             id: UrbId(u64::from(cmd.seqnum)),
             endpoint: cmd.ep,
@@ -443,7 +446,7 @@ impl ReadCtx {
             data: cmd.data,
             short_not_ok: flags.contains(TransferFlags::SHORT_NOT_OK),
             zero_packet: flags.contains(TransferFlags::ZERO_PACKET),
-            iso_packets: u32::try_from(cmd.number_of_packets.max(0)).unwrap_or(0),
+            iso,
         });
         Ok(())
     }
@@ -520,31 +523,7 @@ impl WriteCtx {
             tracing::warn!(seqnum, "completion for a URB that is not pending: dropped");
             return Ok(());
         };
-        let status = c.status.to_errno();
-        let iso_count = urb.number_of_packets.max(0);
-        let iso: Vec<IsoPacketDescriptor> = (0..iso_count)
-            .map(|_| IsoPacketDescriptor {
-                offset: 0,
-                length: 0,
-                actual_length: 0,
-                status: -errno::EXDEV,
-            })
-            .collect();
-        let data = if urb.direction == Direction::In {
-            c.data
-        } else {
-            Bytes::new()
-        };
-        let mut ret = RetSubmit {
-            seqnum,
-            status,
-            actual_length: u32::try_from(c.actual_length).unwrap_or(u32::MAX),
-            start_frame: 0,
-            number_of_packets: urb.number_of_packets,
-            error_count: iso_count,
-            data,
-            iso,
-        };
+        let mut ret = super::iso::ret_submit(seqnum, &urb, c);
         if let Some(tap) = &self.tap {
             tap.complete(&self.device, &urb, &ret);
         }

@@ -18,6 +18,7 @@
 //! model and every limit with its default.
 
 mod connection;
+mod iso;
 mod pcap;
 
 pub use pcap::PcapTap;
@@ -56,6 +57,9 @@ pub struct SubmittedUrb {
     pub number_of_packets: i32,
     /// `transfer_flags`.
     pub transfer_flags: u32,
+    /// Isochronous descriptors as submitted (empty for other URBs): the reply echoes their
+    /// offsets and lengths.
+    pub iso: Vec<crate::proto::IsoPacketDescriptor>,
 }
 
 /// A device exported by the server.
