@@ -32,12 +32,19 @@ pub(crate) struct Args {
     /// Gadget Zero data pattern: 0 zeros, 1 `(i % wMaxPacketSize) % 63`.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     pattern: u8,
+    /// The function of the default device, with its options:
+    /// `gadget-zero[,key=value...]`, e.g. `gadget-zero,isoc_interval=1,isoc_mult=2` (keys:
+    /// f_sourcesink's isoc_interval, isoc_maxpacket, isoc_mult, isoc_maxburst, iso_qlen, and
+    /// int_interval, int_maxpacket, qlen, buflen, pattern).
+    #[arg(long, default_value = "gadget-zero")]
+    function: String,
 }
 
-#[derive(Copy, Clone, Debug, clap::ValueEnum, Deserialize)]
+#[derive(Copy, Clone, Debug, Default, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum SpeedArg {
     Full,
+    #[default]
     High,
     Super,
 }
@@ -60,10 +67,10 @@ struct ServeConfig {
     devices: Vec<DeviceEntry>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DeviceEntry {
-    /// Built-in function: `gadget-zero`.
+    /// Built-in function: `gadget-zero`, optionally followed by `,key=value` options.
     function: String,
     #[serde(default = "default_speed")]
     speed: SpeedArg,
@@ -73,6 +80,56 @@ struct DeviceEntry {
     qlen: Option<usize>,
     #[serde(default)]
     buflen: Option<usize>,
+    /// f_sourcesink's isochronous parameters and the interrupt ones (Gadget Zero).
+    #[serde(default)]
+    isoc_interval: Option<u32>,
+    #[serde(default)]
+    isoc_maxpacket: Option<u32>,
+    #[serde(default)]
+    isoc_mult: Option<u32>,
+    #[serde(default)]
+    isoc_maxburst: Option<u32>,
+    #[serde(default)]
+    iso_qlen: Option<u32>,
+    #[serde(default)]
+    int_interval: Option<u32>,
+    #[serde(default)]
+    int_maxpacket: Option<u32>,
+}
+
+impl DeviceEntry {
+    /// The function name and its options: TOML keys first, then the `,key=value` list of
+    /// `function` (which wins).
+    fn gadget_zero_options(&self) -> anyhow::Result<(&str, gadget_zero::Options)> {
+        let (name, list) = self
+            .function
+            .split_once(',')
+            .unwrap_or((self.function.as_str(), ""));
+        let mut o = gadget_zero::Options::default();
+        o.set("pattern", &self.pattern.to_string())?;
+        if let Some(q) = self.qlen {
+            o.qlen = q.clamp(1, 256);
+        }
+        if let Some(b) = self.buflen {
+            o.buflen = b.clamp(1, 1 << 20);
+        }
+        let keys = [
+            ("isoc_interval", self.isoc_interval),
+            ("isoc_maxpacket", self.isoc_maxpacket),
+            ("isoc_mult", self.isoc_mult),
+            ("isoc_maxburst", self.isoc_maxburst),
+            ("iso_qlen", self.iso_qlen),
+            ("int_interval", self.int_interval),
+            ("int_maxpacket", self.int_maxpacket),
+        ];
+        for (key, value) in keys {
+            if let Some(v) = value {
+                o.set(key, &v.to_string())?;
+            }
+        }
+        o.apply_list(list)?;
+        Ok((name.trim(), o))
+    }
 }
 
 fn default_speed() -> SpeedArg {
@@ -98,11 +155,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             cfg.devices
         }
         None => vec![DeviceEntry {
-            function: "gadget-zero".into(),
+            function: args.function.clone(),
             speed: args.speed,
             pattern: args.pattern,
-            qlen: None,
-            buflen: None,
+            ..DeviceEntry::default()
         }],
     };
     let mut builder = Server::builder();
@@ -146,21 +202,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn start_function(index: usize, entry: &DeviceEntry) -> anyhow::Result<Controller> {
-    match entry.function.as_str() {
+    let name = entry.function.split(',').next().unwrap_or("").trim();
+    match name {
         "gadget-zero" => {
-            let controller = Controller::new(&gadget_zero::config())?;
+            if entry.pattern > 1 {
+                bail!(
+                    "device[{index}].pattern is {}: 0 or 1 allowed",
+                    entry.pattern
+                );
+            }
+            let (_, options) = entry
+                .gadget_zero_options()
+                .with_context(|| format!("device[{index}]"))?;
+            let controller = Controller::new(&gadget_zero::config_with(&options))?;
             let iface = controller.open(gadget_zero::INTERFACE_NAME)?;
-            let pattern = match entry.pattern {
-                0 => gadget_zero::Pattern::Zeros,
-                1 => gadget_zero::Pattern::Mod63,
-                p => bail!("device[{index}].pattern is {p}: 0 or 1 allowed"),
-            };
-            let defaults = gadget_zero::Options::default();
-            let options = gadget_zero::Options {
-                pattern,
-                qlen: entry.qlen.unwrap_or(defaults.qlen).clamp(1, 256),
-                buflen: entry.buflen.unwrap_or(defaults.buflen).clamp(1, 1 << 20),
-            };
             tokio::spawn(async move {
                 if let Err(e) = gadget_zero::run(iface, options).await {
                     tracing::error!(error = %e, "gadget zero stopped");
@@ -195,4 +250,30 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
     tracing::info!("signal received: detaching hosts");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(toml_text: &str) -> DeviceEntry {
+        let cfg: ServeConfig = toml::from_str(toml_text).expect("toml");
+        cfg.devices.into_iter().next().expect("one device")
+    }
+
+    #[test]
+    fn gadget_zero_options_from_toml_keys_and_the_function_list() {
+        let e = entry(
+            "[[device]]\nfunction = \"gadget-zero,isoc_mult=2\"\nisoc_interval = 1\nisoc_mult = 1\nint_maxpacket = 64\n",
+        );
+        let (name, o) = e.gadget_zero_options().expect("valid");
+        assert_eq!(name, "gadget-zero");
+        assert_eq!((o.isoc_interval, o.isoc_mult, o.int_maxpacket), (1, 2, 64));
+        assert_eq!(o.isoc_maxpacket, 1024, "the kernel's default");
+        let bad = entry("[[device]]\nfunction = \"gadget-zero\"\nisoc_maxburst = 16\n");
+        let err = bad.gadget_zero_options().expect_err("out of range");
+        assert!(err.to_string().contains("0..=15"), "{err}");
+        let bad = entry("[[device]]\nfunction = \"gadget-zero,isoc_speed=3\"\n");
+        assert!(bad.gadget_zero_options().is_err());
+    }
 }

@@ -73,6 +73,7 @@ async fn gadget_zero_service(args: GadgetZeroArgs) -> anyhow::Result<()> {
         },
         qlen: usize::from(args.qlen),
         buflen: usize::try_from(args.buflen).context("--buflen")?,
+        ..gadget_zero::Options::default()
     };
     loop {
         let iface = RemoteInterface::wait_and_open(&dir, &args.interface)

@@ -109,6 +109,7 @@ async fn gadget_zero(
         pattern: gadget_zero::Pattern::Zeros,
         qlen: DEVICE_QLEN,
         buflen,
+        ..gadget_zero::Options::default()
     };
     let service = tokio::spawn(gadget_zero::run(iface, options));
     let mut ready = controller.ready_watch();
