@@ -10,7 +10,7 @@ use usbfn::functions::gadget_zero;
 use usbfn::{BusSpeed, Controller};
 use usbfn_usbip::client::{self, ImportedDevice, Urb, UrbCompletion};
 use usbfn_usbip::proto::errno;
-use usbfn_usbip::server::Server;
+use usbfn_usbip::server::{PcapTap, Server, ServerOptions};
 
 struct Fixture {
     addr: SocketAddr,
@@ -18,6 +18,14 @@ struct Fixture {
 }
 
 async fn start(speed: BusSpeed, options: &str) -> Fixture {
+    start_with_pcap(speed, options, None).await
+}
+
+async fn start_with_pcap(
+    speed: BusSpeed,
+    options: &str,
+    pcap: Option<&std::path::Path>,
+) -> Fixture {
     let mut o = gadget_zero::Options::default();
     o.apply_list(options).expect("options");
     let gz = Controller::new(&gadget_zero::config_with(&o)).expect("gadget zero");
@@ -30,7 +38,15 @@ async fn start(speed: BusSpeed, options: &str) -> Fixture {
         .expect("watch");
     let mut builder = Server::builder();
     builder.export(gz, speed).expect("export");
-    let server = builder.build();
+    let mut server = builder.build();
+    if let Some(path) = pcap {
+        let file = std::fs::File::create(path).expect("pcap file");
+        let tap = PcapTap::new(file, server.exports()).expect("pcap tap");
+        server.set_options(ServerOptions {
+            tap: Some(std::sync::Arc::new(tap)),
+            ..ServerOptions::default()
+        });
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -199,4 +215,84 @@ async fn interrupt_urbs_take_one_packet_per_interval() {
         .await
         .expect("interrupt OUT");
     assert_eq!((c.status, c.actual_length), (0, 100));
+}
+
+#[tokio::test]
+async fn pcap_of_iso_urbs_decodes_in_tshark_without_malformed_frames() {
+    let dir = std::env::temp_dir().join(format!("usbfn-iso-pcap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("iso.pcap");
+    let fx = start_with_pcap(BusSpeed::High, "isoc_interval=1", Some(&path)).await;
+    let dev = alt1(&fx).await;
+    let c = dev
+        .submit(Urb::iso_in(2, &[1024, 512, 1024], 1))
+        .await
+        .expect("iso IN");
+    check_layout(&c, &[1024, 512, 1024], true);
+    let packets = [vec![1u8; 100], vec![2u8; 0], vec![3u8; 1024]];
+    let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
+    dev.submit(Urb::iso_out(2, &refs, 1))
+        .await
+        .expect("iso OUT");
+    drop(dev);
+    drop(fx);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let output = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&path)
+        .args([
+            "-Y",
+            "usb.transfer_type == 0",
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+        ])
+        .args([
+            "-e",
+            "usb.urb_type",
+            "-e",
+            "usb.iso.numdesc",
+            "-e",
+            "usb.iso.iso_off",
+        ])
+        .args([
+            "-e",
+            "usb.iso.iso_len",
+            "-e",
+            "usb.iso.iso_status",
+            "-e",
+            "_ws.malformed",
+        ])
+        .output()
+        .expect("tshark is installed (Debian: apt-get install tshark)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        !stdout.contains("alformed")
+            && !stderr.contains("alformed")
+            && !stdout.contains("Exception"),
+        "{stdout}{stderr}"
+    );
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        rows.len(),
+        4,
+        "two iso URBs, submitted and completed: {stdout}"
+    );
+    assert!(
+        rows[0].starts_with("'S'|3,3|0,1024,1536|1024,512,1024|-18,-18,-18"),
+        "{stdout}"
+    );
+    // Gadget Zero's 1024-byte packet does not fit the host's 512: babble for that packet.
+    assert!(
+        rows[1].starts_with("'C'|3,3|0,1024,1536|1024,512,1024|0,-75,0"),
+        "{stdout}"
+    );
+    assert!(
+        rows[3].starts_with("'C'|3,3|0,100,100|100,0,1024|0,0,0"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
