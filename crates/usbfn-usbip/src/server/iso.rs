@@ -7,6 +7,8 @@
 //! packed without gaps, `actual_length` = the sum of the packets' actual lengths;
 //! `error_count` = packets whose status is not 0; `start_frame` = the frame of the first
 //! packet. The URB status is the core's (0 even when packets failed).
+//!
+//! Public so the fuzz targets drive exactly the server's conversions.
 
 use bytes::Bytes;
 use usbfn::UrbCompletion;
@@ -16,7 +18,7 @@ use super::SubmittedUrb;
 use crate::proto::{CmdSubmit, Direction, IsoPacketDescriptor, RetSubmit, TransferFlags, errno};
 
 /// The core's view of an isochronous CMD_SUBMIT (`None` for other URBs).
-pub(crate) fn iso_request(cmd: &CmdSubmit) -> Option<IsoRequest> {
+pub fn iso_request(cmd: &CmdSubmit) -> Option<IsoRequest> {
     if !cmd.is_iso() {
         return None;
     }
@@ -41,7 +43,7 @@ pub(crate) fn iso_request(cmd: &CmdSubmit) -> Option<IsoRequest> {
 
 /// The RET_SUBMIT for `c`, the completion of `urb` (any URB; isochronous ones get their
 /// descriptors).
-pub(crate) fn ret_submit(seqnum: u32, urb: &SubmittedUrb, c: UrbCompletion) -> RetSubmit {
+pub fn ret_submit(seqnum: u32, urb: &SubmittedUrb, c: UrbCompletion) -> RetSubmit {
     let status = c.status.to_errno();
     let data = if urb.direction == Direction::In {
         c.data

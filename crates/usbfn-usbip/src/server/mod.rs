@@ -18,7 +18,7 @@
 //! model and every limit with its default.
 
 mod connection;
-mod iso;
+pub mod iso;
 mod pcap;
 
 pub use pcap::PcapTap;
