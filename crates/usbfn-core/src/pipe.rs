@@ -237,8 +237,8 @@ impl Pipe {
         }
     }
 
-    /// When this pipe next needs [`Pipe::advance`], as a frame number (interrupt) or an
-    /// instant (isochronous).
+    /// When this pipe next needs [`Pipe::advance`]: the front iso URB's end, or the first
+    /// held interrupt completion's due frame.
     pub(crate) fn deadline(&self, clock: &crate::clock::FrameClock) -> Option<std::time::Instant> {
         let iso = if self.is_iso() {
             self.iso.deadline(clock)
