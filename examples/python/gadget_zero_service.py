@@ -139,9 +139,11 @@ def bulk_pipes(class_info, speed):
     for i in range(count):
         entry = base + 4 + 12 * i
         address = class_info[entry + 2]
+        if class_info[entry + 3] & 0x03 != 0x02:
+            continue  # not bulk (Gadget Zero also has interrupt and isochronous pipes)
         mps = struct.unpack_from("<H", class_info, entry + 4)[0] & 0x7FF
         pipe_id = struct.unpack_from("<I", class_info, entry + 8)[0]
-        found["in" if address & 0x80 else "out"] = (pipe_id, mps)
+        found.setdefault("in" if address & 0x80 else "out", (pipe_id, mps))
     return found.get("in"), found.get("out")
 
 

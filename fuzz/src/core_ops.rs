@@ -385,6 +385,8 @@ struct UrbInfo {
     max_in: usize,
     /// OUT bytes submitted.
     out_len: usize,
+    /// Isochronous packets submitted (`None`: not isochronous).
+    iso_packets: Option<Vec<usbfn_core::IsoPacket>>,
 }
 
 #[derive(Debug)]
@@ -468,6 +470,7 @@ impl Sim {
                 direction: urb.direction,
                 max_in,
                 out_len: urb.data.len(),
+                iso_packets: urb.iso.as_ref().map(|i| i.packets.clone()),
             },
         );
         self.stats.urbs += 1;
@@ -481,7 +484,7 @@ impl Sim {
             TransferRequest::In { data, .. } => (true, data.len()),
             TransferRequest::Out { capacity } => (false, *capacity),
         };
-        match self.dev.submit_transfer(f, id, pipe, request) {
+        match self.dev.submit_transfer(f, id, pipe, request, self.now) {
             Ok(()) => {
                 self.stats.transfers += 1;
                 self.transfers.insert(
@@ -531,7 +534,7 @@ impl Sim {
                     data,
                     short_not_ok: false,
                     zero_packet: false,
-                    iso_packets: 0,
+                    iso: None,
                 });
             }
             Op::SetConfiguration(value) => {
@@ -545,7 +548,7 @@ impl Sim {
                     data: Bytes::new(),
                     short_not_ok: false,
                     zero_packet: false,
-                    iso_packets: 0,
+                    iso: None,
                 });
             }
             Op::Data {
@@ -569,7 +572,7 @@ impl Sim {
                     data: if dir_in { Bytes::new() } else { pattern(len) },
                     short_not_ok: flags & 1 != 0,
                     zero_packet: flags & 2 != 0,
-                    iso_packets: if flags & 4 != 0 { 8 } else { 0 },
+                    iso: (flags & 4 != 0).then(|| iso_packets(len, 8)),
                 });
             }
             Op::Unlink(n) => {
@@ -774,6 +777,23 @@ impl Sim {
         if c.status == CompletionStatus::Success {
             self.stats.urbs_ok += 1;
         }
+        match (&u.iso_packets, &c.iso) {
+            (None, None) => {}
+            (Some(sent), Some(done)) => {
+                assert_eq!(sent.len(), done.packets.len(), "iso packet count: {c:?}");
+                let mut sum = 0usize;
+                for (p, r) in sent.iter().zip(&done.packets) {
+                    assert_eq!(*p, r.packet, "iso packet not echoed: {c:?}");
+                    assert!(r.actual_length <= p.length, "iso packet overfilled: {c:?}");
+                    sum += r.actual_length as usize;
+                }
+                assert_eq!(
+                    sum, c.actual_length,
+                    "iso actual lengths vs the URB's: {c:?}"
+                );
+            }
+            _ => panic!("iso results missing or unexpected: {c:?}"),
+        }
         match u.direction {
             Direction::In => {
                 assert_eq!(
@@ -849,5 +869,20 @@ mod tests {
         assert!(total.unlinked > 2, "{total:?}");
         assert!(total.transfers > 5, "{total:?}");
         assert!(total.setups_forwarded > 2, "{total:?}");
+    }
+}
+
+/// `count` packets splitting `len` bytes (the last takes the rest), ASAP.
+fn iso_packets(len: usize, count: u32) -> usbfn_core::IsoRequest {
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
+    let each = len / count;
+    usbfn_core::IsoRequest {
+        packets: (0..count)
+            .map(|i| usbfn_core::IsoPacket {
+                offset: i * each,
+                length: if i + 1 == count { len - i * each } else { each },
+            })
+            .collect(),
+        start_frame: None,
     }
 }

@@ -7,6 +7,7 @@
 //! | target | input | harness |
 //! |---|---|---|
 //! | `usbip_server` | bytes a host sends the server: op request, then URB commands | [`usbip::server_stream`] |
+//! | `usbip_iso` | a script of iso CMD_SUBMITs (counts, offsets, lengths as the fuzzer likes), unlinks, service transfers, clock steps, resets | [`iso::run`] |
 //! | `usbip_client` | bytes a server sends our client, after some URBs were submitted | [`usbip::client_stream`] |
 //! | `core_events` | a script of bus and service calls on the sans-IO `Device` (`arbitrary`) | [`core_ops::run`] |
 //! | `config_toml` | a device configuration file | [`config::run`] |
@@ -23,5 +24,6 @@ pub mod core_ops;
 pub mod descriptors;
 pub mod ioctl;
 pub mod ipc;
+pub mod iso;
 pub mod seeds;
 pub mod usbip;

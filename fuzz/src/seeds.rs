@@ -25,6 +25,7 @@ pub fn all() -> Vec<(&'static str, Vec<Seed>)> {
     vec![
         ("usbip_server", usbip_server()),
         ("usbip_client", usbip_client()),
+        ("usbip_iso", usbip_iso()),
         ("core_events", core_events()),
         ("config_toml", config_toml()),
         ("descriptors", descriptors()),
@@ -856,6 +857,34 @@ pub fn descriptors() -> Vec<Seed> {
     seeds
 }
 
+/// Seeds for `usbip_iso`: iso IN and OUT URBs at each speed with data queued, one whose
+/// header count disagrees with its descriptors, an unlink and a reset.
+pub fn usbip_iso() -> Vec<Seed> {
+    let mut seeds = Vec::new();
+    for (name, first) in [
+        ("full", 0u8),
+        ("high", 1),
+        ("super-mult-burst", 2 | 0x10 | 0x40),
+    ] {
+        let mut s = vec![first];
+        s.extend_from_slice(&[3, 0x00, 0x40]); // TRANSFER_IN of 16 KiB on iso IN
+        s.extend_from_slice(&[4, 0x00, 0x04]); // TRANSFER_OUT of 1 KiB on iso OUT
+        s.extend_from_slice(&[0, 0, 4, 4, 1, 0, 0]); // iso IN, 4 packets, ASAP
+        for i in 0..4u16 {
+            s.extend_from_slice(&(i * 1024).to_le_bytes());
+            s.extend_from_slice(&1024u16.to_le_bytes());
+        }
+        s.extend_from_slice(&[0, 1, 2, 2, 0, 7, 0, 0x00, 0x08]); // iso OUT at frame 7
+        s.extend_from_slice(&[0, 0, 0x00, 0x04, 0x00, 0x04, 0x00, 0x04]);
+        s.extend_from_slice(&[0, 1, 9, 1, 1, 0, 0, 0x00, 0x02]); // count 9, 1 written
+        s.extend_from_slice(&[0, 0, 0x00, 0x02]);
+        s.extend_from_slice(&[2, 0x00, 0x10]); // advance
+        s.extend_from_slice(&[1, 0, 5]); // unlink, reset
+        seeds.push((format!("seed-{name}"), s));
+    }
+    seeds
+}
+
 /// Gadget Zero's configuration (`usbfn::functions::gadget_zero::config()`) as a TOML file.
 pub fn gadget_zero_toml() -> String {
     usbfn::functions::gadget_zero::config()
@@ -891,8 +920,9 @@ mod tests {
     fn corpus_replays_clean() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
         type Harness = fn(&[u8]);
-        let harnesses: [(&str, Harness); 7] = [
+        let harnesses: [(&str, Harness); 8] = [
             ("usbip_server", usbip::server_stream),
+            ("usbip_iso", crate::iso::run),
             ("usbip_client", usbip::client_stream),
             ("core_events", core_ops::run),
             ("config_toml", crate::config::run),
@@ -919,6 +949,7 @@ mod tests {
             (config.device.vendor_id, config.device.product_id),
             (0x0525, 0xa4a0)
         );
-        assert_eq!(config.interfaces[0].endpoints.len(), 2);
+        assert_eq!(config.interfaces[0].endpoints.len(), 4);
+        assert_eq!(config.interfaces[0].alternates[0].endpoints.len(), 6);
     }
 }

@@ -29,7 +29,13 @@ attempt is printed as "flake: ..." and counted in a "conformance flakes: N" line
 that flaked and then fails again in the final attempt fails the suite (two flakes of the
 same case in one run).
 
+With --iso LOG (the log of guest/iso-interrupt.sh) it judges the isochronous and interrupt
+run instead: every usbfn case must pass (there is no kernel device-side reference that does
+iso over USB/IP: usbip-vudc's results are printed next to usbfn's, not compared), and every
+"pace <speed>: ..." verdict must be pass; it closes with "conformance iso: N passed, M failed".
+
 Usage: compare.py LOG [--markdown FILE] [--retried FIRST_LOG]
+       compare.py --iso LOG
        (FILE gets the benchmark table in Markdown)
 """
 import re
@@ -82,6 +88,8 @@ def main():
     if not args:
         print(__doc__)
         return 2
+    if args[0] == "--iso" and len(args) > 1:
+        return iso_main(args[1])
     log = args[0]
     markdown = args[args.index("--markdown") + 1] if "--markdown" in args else None
     retried = args[args.index("--retried") + 1] if "--retried" in args else None
@@ -152,6 +160,50 @@ def main():
     if retried:
         failed += report_flakes(parse(retried), results)
     print(f"conformance: {passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+PACE = re.compile(r"^pace (?P<speed>\w+): .*: (?P<verdict>pass|FAIL)$")
+
+
+def iso_main(log):
+    results = parse(log)
+    passed = failed = 0
+    sides = {}
+    for (label, case), (out, secs, _) in sorted(results.items()):
+        if label.startswith("pace-"):
+            continue
+        side, _, rest = label.partition("-")
+        sides.setdefault(rest, {}).setdefault(case, {})[side] = (out, secs)
+    print(f"{'speed-set-pattern':<28} {'case':>4}  {'usbfn':<12} {'kernel usbip-vudc':<22} verdict")
+    for rest, cases in sorted(sides.items()):
+        for case, by in sorted(cases.items()):
+            u = by.get("usbfn")
+            v = by.get("vudc")
+            uo = u[0] if u else "missing"
+            vo = v[0] if v else "-"
+            ok = uo == "pass"
+            passed += ok
+            failed += not ok
+            print(f"{rest:<28} {case:>4}  {uo:<12} {vo:<22} {'ok' if ok else 'FAIL'}")
+    paces = []
+    with open(log, encoding="utf-8", errors="replace") as f:
+        for raw in f:
+            line = raw.strip().replace("\r", "")
+            m = PACE.match(line)
+            if m:
+                paces.append((m["speed"], m["verdict"], line))
+    final = {}
+    for speed, verdict, line in paces:
+        print(line)
+        final[speed] = verdict
+    for speed, verdict in sorted(final.items()):
+        passed += verdict == "pass"
+        failed += verdict != "pass"
+    if not sides:
+        print("no usbfn iso/interrupt results in the log")
+        failed += 1
+    print(f"conformance iso: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 
 

@@ -57,10 +57,23 @@ if [ "$rounds" != 0 ]; then
     --env "STRESS_ROUNDS=$rounds" "$@" "$here/guest/unlink-stress.sh" "$usbfn" || stress_rc=$?
   grep -aE '^conformance: unlink stress|round [0-9]+: FAIL|cannot find a urb' "$build/unlink-stress.log" || true
 fi
+# Isochronous and interrupt transfers (usbtest 15, 16, 22, 23, 25, 26 at full, high and
+# SuperSpeed, usbip-vudc alongside, and the pacing check): every usbfn case must pass.
+iso_rc=0
+if [ "${ISO_CONFORMANCE:-1}" = 1 ]; then
+  echo "==> booting the guest: isochronous and interrupt (usbtest 15,16,22,23,25,26)"
+  "$here/run-guest.sh" --quiet --timeout 1200 --log "$build/iso-interrupt.log" "$@" \
+    "$here/guest/iso-interrupt.sh" "$usbfn" || iso_rc=$?
+  python3 "$here/compare.py" --iso "$build/iso-interrupt.log" || iso_rc=$((iso_rc == 0 ? 1 : iso_rc))
+fi
 echo "conformance run took $(( $(date +%s) - t0 )) s (guest exit $rc, log $log)"
 if [ "$rc" -ne 0 ]; then
   echo "the guest run did not complete (exit $rc)"
   exit 2
+fi
+if [ "$iso_rc" -ne 0 ]; then
+  echo "the isochronous/interrupt run failed (exit $iso_rc, log $build/iso-interrupt.log)"
+  exit 1
 fi
 if [ "$stress_rc" -ne 0 ]; then
   echo "the unlink stress run failed (exit $stress_rc, log $build/unlink-stress.log)"

@@ -90,32 +90,23 @@ struct Repr {
     control: Option<ControlSection>,
 }
 
-/// `[function]`.
+/// `[function]`: `kind` and the function's options (each checked by the function itself,
+/// which names the keys it knows).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct FunctionSection {
     kind: String,
-    #[serde(default)]
-    pattern: Option<u8>,
-    #[serde(default)]
-    qlen: Option<usize>,
-    #[serde(default)]
-    buflen: Option<usize>,
+    #[serde(flatten)]
+    options: toml::Table,
 }
 
 /// A `[[device]]` entry of the old `serve --config` format.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct LegacyEntry {
     function: String,
     #[serde(default)]
     speed: Option<SpeedArg>,
-    #[serde(default)]
-    pattern: Option<u8>,
-    #[serde(default)]
-    qlen: Option<usize>,
-    #[serde(default)]
-    buflen: Option<usize>,
+    #[serde(flatten)]
+    options: toml::Table,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,7 +166,7 @@ fn parse(text: &str) -> Result<Loaded, String> {
             .enumerate()
             .map(|(i, e)| {
                 let at = format!("device[{}]", i + 1);
-                let function = builtin(&at, &e.function, e.pattern, e.qlen, e.buflen)?;
+                let function = builtin(&at, &e.function, &e.options)?;
                 Ok(DeviceFile {
                     config: builtin_config(&function),
                     function: Some(function),
@@ -204,7 +195,7 @@ fn parse(text: &str) -> Result<Loaded, String> {
                     f.kind
                 ));
             }
-            let function = builtin("function", &f.kind, f.pattern, f.qlen, f.buflen)?;
+            let function = builtin("function", &f.kind, &f.options)?;
             (builtin_config(&function), Some(function))
         }
         None => {
@@ -255,49 +246,50 @@ fn check_usbip(u: &UsbipSection) -> Result<(), String> {
     Ok(())
 }
 
-fn builtin(
-    at: &str,
-    kind: &str,
-    pattern: Option<u8>,
-    qlen: Option<usize>,
-    buflen: Option<usize>,
-) -> Result<Builtin, String> {
-    match kind {
+/// The built-in function `spec` (`gadget-zero`, optionally followed by `,key=value`
+/// options, which win over `options`), with `options` from TOML keys; errors name `at`.
+pub(crate) fn builtin(at: &str, spec: &str, options: &toml::Table) -> Result<Builtin, String> {
+    let (kind, list) = spec.split_once(',').unwrap_or((spec, ""));
+    let key = if at == "function" { "kind" } else { "function" };
+    match kind.trim() {
         "gadget-zero" => {
-            let defaults = gadget_zero::Options::default();
-            let pattern = match pattern.unwrap_or(0) {
-                0 => gadget_zero::Pattern::Zeros,
-                1 => gadget_zero::Pattern::Mod63,
-                p => {
-                    return Err(format!(
-                        "{at}.pattern = {p}: 0 (zeros) or 1 (i % 63) accepted"
-                    ));
-                }
-            };
-            let qlen = qlen.unwrap_or(defaults.qlen);
-            if !(1..=256).contains(&qlen) {
-                return Err(format!("{at}.qlen = {qlen}: 1 to 256 accepted"));
+            let mut o = gadget_zero::Options::default();
+            for (name, value) in options {
+                let text = match value {
+                    toml::Value::Integer(n) => n.to_string(),
+                    toml::Value::String(t) => t.clone(),
+                    other => {
+                        return Err(format!("{at}.{name} = {other}: a number is expected"));
+                    }
+                };
+                o.set(name, &text).map_err(|e| option_error(at, &e))?;
             }
-            let buflen = buflen.unwrap_or(defaults.buflen);
-            if !(1..=1 << 20).contains(&buflen) {
-                return Err(format!("{at}.buflen = {buflen}: 1 to 1048576 accepted"));
-            }
-            Ok(Builtin::GadgetZero(gadget_zero::Options {
-                pattern,
-                qlen,
-                buflen,
-            }))
+            o.apply_list(list)
+                .map_err(|e| format!("{at}.{key} = {spec:?}: {}", option_error(at, &e)))?;
+            Ok(Builtin::GadgetZero(o))
         }
         other => Err(format!(
-            "{at}.{} = {other:?}: the built-in functions are \"gadget-zero\"",
-            if at == "function" { "kind" } else { "function" }
+            "{at}.{key} = {other:?}: the built-in functions are \"gadget-zero\""
         )),
     }
 }
 
-fn builtin_config(function: &Builtin) -> DeviceConfig {
+/// `function.qlen = 0: 1..=256 accepted`, or the function's own message.
+fn option_error(at: &str, e: &gadget_zero::OptionError) -> String {
+    match e {
+        gadget_zero::OptionError::Value {
+            key,
+            value,
+            allowed,
+        } => format!("{at}.{key} = {value}: {allowed} accepted"),
+        other => format!("{at}: {other}"),
+    }
+}
+
+/// The descriptors a built-in function brings.
+pub(crate) fn builtin_config(function: &Builtin) -> DeviceConfig {
     match function {
-        Builtin::GadgetZero(_) => gadget_zero::config(),
+        Builtin::GadgetZero(options) => gadget_zero::config_with(options),
     }
 }
 
@@ -384,6 +376,31 @@ mod tests {
             }))
         ));
         assert!(matches!(d.usbip.speed, Some(SpeedArg::Full)));
+    }
+
+    #[test]
+    fn gadget_zero_options_from_keys_and_the_function_list() {
+        let d = one("[function]\nkind = \"gadget-zero,isoc_mult=2\"\nisoc_interval = 1\nisoc_mult = 1\nint_maxpacket = 64\n")
+            .expect("valid");
+        let Some(Builtin::GadgetZero(o)) = d.function else {
+            panic!("gadget zero");
+        };
+        assert_eq!((o.isoc_interval, o.isoc_mult, o.int_maxpacket), (1, 2, 64));
+        assert_eq!(o.isoc_maxpacket, 1024, "the kernel's default");
+        let err =
+            one("[function]\nkind = \"gadget-zero\"\nisoc_maxburst = 16\n").expect_err("range");
+        assert!(
+            err.contains("function.isoc_maxburst = 16: 0..=15 accepted"),
+            "{err}"
+        );
+        let err = one("[function]\nkind = \"gadget-zero,isoc_speed=3\"\n").expect_err("unknown");
+        assert!(err.contains("no option \"isoc_speed\""), "{err}");
+        let err =
+            one("[[device]]\nfunction = \"gadget-zero\"\nqlen = 0\n").expect_err("legacy range");
+        assert!(
+            err.contains("device[1].qlen = 0: 1..=256 accepted"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::server_args::{ServerArgs, merge_usbip, print_exports};
 #[command(after_help = "Examples:
   usbfn serve                                   # Gadget Zero on 127.0.0.1:3240
   usbfn serve --listen localhost:3241 --speed super --pcap usb.pcap
+  usbfn serve --function gadget-zero,isoc_interval=1,isoc_mult=2   # iso alt 1 options
   usbfn serve --config examples/devices/gadget-zero.toml --config other.toml
   sudo usbip attach -r 127.0.0.1 -b 1-1         # on the host (apt install usbip; modprobe vhci-hcd)")]
 pub(crate) struct Args {
@@ -32,6 +33,17 @@ pub(crate) struct Args {
     /// Gadget Zero data pattern (the default device): 0 zeros, 1 `(i % wMaxPacketSize) % 63`.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     pattern: u8,
+    /// The function of the default device, with its options:
+    /// `gadget-zero[,key=value...]`, e.g. `gadget-zero,isoc_interval=1,isoc_mult=2` (keys:
+    /// f_sourcesink's isoc_interval, isoc_maxpacket, isoc_mult, isoc_maxburst, iso_qlen, and
+    /// int_interval, int_maxpacket, qlen, buflen, pattern; the same keys as `[function]` in a
+    /// device file).
+    #[arg(
+        long,
+        value_name = "KIND[,KEY=VALUE...]",
+        default_value = "gadget-zero"
+    )]
+    function: String,
 }
 
 /// `--speed`, and `speed` in device files.
@@ -62,22 +74,25 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     if args.config.is_empty() {
-        let pattern = if args.pattern == 1 {
-            gadget_zero::Pattern::Mod63
-        } else {
-            gadget_zero::Pattern::Zeros
-        };
+        let mut options = toml::Table::new();
+        options.insert(
+            "pattern".into(),
+            toml::Value::Integer(i64::from(args.pattern)),
+        );
+        let function = device_file::builtin("--function", &args.function, &options)
+            .map_err(anyhow::Error::msg)?;
         devices.push((
             PathBuf::from("(default)"),
             DeviceFile {
-                config: gadget_zero::config(),
-                function: Some(Builtin::GadgetZero(gadget_zero::Options {
-                    pattern,
-                    ..gadget_zero::Options::default()
-                })),
+                config: device_file::builtin_config(&function),
+                function: Some(function),
                 usbip: UsbipSection::default(),
             },
         ));
+    } else if args.function != "gadget-zero" {
+        bail!(
+            "--function sets the default device; with --config, give the function and its options in the file's [function] section"
+        );
     }
     let limits = merge_usbip(devices.iter().map(|(p, d)| (p.as_path(), &d.usbip)))?;
     let mut builder = Server::builder();

@@ -83,6 +83,7 @@ async fn gadget_zero_service(args: GadgetZeroArgs) -> anyhow::Result<()> {
         },
         qlen: usize::from(args.qlen),
         buflen: usize::try_from(args.buflen).context("--buflen")?,
+        ..gadget_zero::Options::default()
     };
     loop {
         tracing::info!(

@@ -55,7 +55,7 @@ fn control(setup: SetupPacket) -> Urb {
         data: Bytes::new(),
         short_not_ok: false,
         zero_packet: false,
-        iso_packets: 0,
+        iso: None,
     }
 }
 
@@ -69,7 +69,7 @@ fn bulk(direction: Direction, buffer_len: usize, data: Bytes) -> Urb {
         data,
         short_not_ok: false,
         zero_packet: false,
-        iso_packets: 0,
+        iso: None,
     }
 }
 
@@ -94,6 +94,7 @@ fn packetization(c: &mut Criterion) {
                         data: data.clone(),
                         append_zero_packet: false,
                     },
+                    now,
                 )
                 .expect("queued");
                 for _ in 0..transfer / urb {
@@ -111,6 +112,7 @@ fn packetization(c: &mut Criterion) {
                     TransferId(id),
                     OUT_PIPE,
                     TransferRequest::Out { capacity: transfer },
+                    now,
                 )
                 .expect("queued");
                 for _ in 0..transfer / urb {

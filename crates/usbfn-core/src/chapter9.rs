@@ -357,8 +357,10 @@ impl Device {
                 Reply::Ack
             }
             (StandardRequest::SET_FEATURE, Direction::Out)
-                if FeatureSelector(setup.w_value) == FeatureSelector::ENDPOINT_HALT =>
+                if FeatureSelector(setup.w_value) == FeatureSelector::ENDPOINT_HALT
+                    && self.pipes[index].transfer_type != TransferType::Isochronous =>
             {
+                // Isochronous endpoints have no halt (USB 2.0 9.4.5): SET_FEATURE stalls.
                 self.pipes[index].set_halt(&mut self.out);
                 Reply::Ack
             }

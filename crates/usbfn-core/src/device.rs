@@ -16,14 +16,16 @@ use std::time::Instant;
 use bytes::Bytes;
 use usbfn_wire::{Direction, EndpointAddress, EndpointDescriptor, SetupPacket, TransferType};
 
+use crate::clock::FrameClock;
 use crate::descriptors::{DescriptorSet, DescriptorTooLong};
 use crate::event::BusEvent;
 use crate::model::DeviceModel;
-use crate::pipe::{Completions, Pipe};
+use crate::model::EndpointModel;
+use crate::pipe::{Completions, Pipe, PipeParams};
 use crate::status::CompletionStatus;
 use crate::types::{
-    BusSpeed, FunctionId, PipeId, TransferCompletion, TransferId, TransferRequest, Urb,
-    UrbCompletion, UrbId,
+    BusSpeed, FunctionId, IsoCompletion, IsoPacketResult, PipeId, TransferCompletion, TransferId,
+    TransferRequest, Urb, UrbCompletion, UrbId,
 };
 
 /// Queued service transfers allowed per pipe.
@@ -199,6 +201,8 @@ pub struct Device {
     pub(crate) out: Completions,
     pub(crate) bus_requests: VecDeque<BusRequest>,
     pub(crate) now: Instant,
+    /// The bus clock since the last reset.
+    pub(crate) clock: FrameClock,
 }
 
 pub(crate) fn address_index(address: EndpointAddress) -> usize {
@@ -245,6 +249,7 @@ impl Device {
             out: Completions::default(),
             bus_requests: VecDeque::new(),
             now,
+            clock: FrameClock::new(now, speed),
         })
     }
 
@@ -312,6 +317,7 @@ impl Device {
         self.now = now;
         self.abort_everything(CompletionStatus::Cancelled, CompletionStatus::Shutdown);
         self.speed = speed.min(self.model.max_speed());
+        self.clock = FrameClock::new(now, self.speed);
         self.state = DeviceState::Default;
         self.address = 0;
         self.remote_wakeup_enabled = false;
@@ -353,10 +359,9 @@ impl Device {
     /// A URB from the host. Every URB completes exactly once through
     /// [`Device::poll_urb_completion`], now or later, unless [`Device::unlink_urb`] removes it.
     pub fn submit_urb(&mut self, urb: Urb, now: Instant) {
-        self.now = now;
+        self.advance(now);
         if matches!(self.state, DeviceState::Detached | DeviceState::Attached) {
-            self.out
-                .urb(urb.id, CompletionStatus::Shutdown, 0, Bytes::new());
+            self.refuse_urb(urb, CompletionStatus::Shutdown);
             return;
         }
         if urb.endpoint == 0 {
@@ -364,8 +369,7 @@ impl Device {
             return;
         }
         if urb.endpoint > 15 {
-            self.out
-                .urb(urb.id, CompletionStatus::Invalid, 0, Bytes::new());
+            self.refuse_urb(urb, CompletionStatus::Invalid);
             return;
         }
         let dir_bit = if urb.direction == Direction::In {
@@ -376,21 +380,28 @@ impl Device {
         let address = EndpointAddress(urb.endpoint | dir_bit);
         let Some(pipe_id) = self.active[address_index(address)] else {
             // No such endpoint in the current configuration and alternate setting.
-            self.out
-                .urb(urb.id, CompletionStatus::Stall, 0, Bytes::new());
+            self.refuse_urb(urb, CompletionStatus::Stall);
             return;
         };
-        let Some(pipe) = usize::try_from(pipe_id.0)
+        let Some(index) = usize::try_from(pipe_id.0)
             .ok()
-            .and_then(|i| self.pipes.get_mut(i))
+            .filter(|i| *i < self.pipes.len())
         else {
-            self.out
-                .urb(urb.id, CompletionStatus::Invalid, 0, Bytes::new());
+            self.refuse_urb(urb, CompletionStatus::Invalid);
             return;
         };
-        if pipe.transfer_type == TransferType::Isochronous || urb.iso_packets > 0 {
-            self.out
-                .urb(urb.id, CompletionStatus::NotSupported, 0, Bytes::new());
+        let is_iso = self.pipes[index].transfer_type == TransferType::Isochronous;
+        if is_iso != urb.iso.is_some() {
+            // An isochronous URB on another endpoint type, or the reverse: a host HCD
+            // refuses those at submit; refuse them here too.
+            self.refuse_urb(urb, CompletionStatus::Invalid);
+            return;
+        }
+        let frame = self.clock.frame_at(now);
+        let pipe = &mut self.pipes[index];
+        if let Some(iso) = urb.iso {
+            pipe.iso
+                .submit_urb(urb.id, urb.data, iso, frame, &self.clock, &mut self.out);
             return;
         }
         match urb.direction {
@@ -432,14 +443,22 @@ impl Device {
         self.bus_requests.pop_front()
     }
 
-    /// When [`Device::handle_timeout`] should next be called.
+    /// When [`Device::handle_timeout`] should next be called: a setup packet's timeout, or
+    /// the bus clock making an isochronous or interrupt URB due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.pending.as_ref().map(|p| p.deadline)
+        let setup = self.pending.as_ref().map(|p| p.deadline);
+        self.pipes
+            .iter()
+            .skip(1)
+            .filter_map(|p| p.deadline(&self.clock))
+            .chain(setup)
+            .min()
     }
 
-    /// Expire a setup packet a service did not answer in time: the host sees a STALL.
+    /// Complete what the bus clock made due (isochronous and interrupt URBs), and expire a
+    /// setup packet a service did not answer in time: the host sees a STALL.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
+        self.advance(now);
         if let Some(p) = self.pending.as_ref().filter(|p| p.deadline <= now) {
             let setup = p.urb.setup;
             let name = self
@@ -512,8 +531,10 @@ impl Device {
         id: TransferId,
         pipe: PipeId,
         request: TransferRequest,
+        now: Instant,
     ) -> Result<(), ServiceError> {
         self.function(f)?;
+        self.advance(now);
         let len = match &request {
             TransferRequest::In { data, .. } => data.len(),
             TransferRequest::Out { capacity } => *capacity,
@@ -541,12 +562,25 @@ impl Device {
                 pipe.0, address.0
             )));
         }
+        let frame = self.clock.frame_at(now);
         let p = &mut self.pipes[index];
         if p.queued_transfers() >= MAX_TRANSFERS_PER_PIPE {
             return Err(ServiceError::LimitExceeded {
                 what: "queued transfers per pipe (MAX_TRANSFERS_PER_PIPE)",
                 limit: MAX_TRANSFERS_PER_PIPE,
             });
+        }
+        if p.transfer_type == TransferType::Isochronous {
+            match (request, p.direction) {
+                (TransferRequest::In { data, .. }, Direction::In) => {
+                    p.iso.submit_in_transfer(id, data, frame);
+                }
+                (TransferRequest::Out { capacity }, Direction::Out) => {
+                    p.iso.submit_out_transfer(id, capacity, frame);
+                }
+                (_, dir) => return Err(wrong_direction(pipe, dir)),
+            }
+            return Ok(());
         }
         match (request, p.direction) {
             (
@@ -561,13 +595,7 @@ impl Device {
             (TransferRequest::Out { capacity }, Direction::Out) => {
                 p.submit_out_transfer(id, capacity, &mut self.out);
             }
-            (_, dir) => {
-                return Err(ServiceError::InvalidParameter(format!(
-                    "pipe {} is an {dir:?} pipe; use TRANSFER_{} on it",
-                    pipe.0,
-                    if dir == Direction::In { "IN" } else { "OUT" }
-                )));
-            }
+            (_, dir) => return Err(wrong_direction(pipe, dir)),
         }
         Ok(())
     }
@@ -621,6 +649,16 @@ impl Device {
         }
         let index = self.owned_pipe(f, pipe)?;
         let p = &mut self.pipes[index];
+        if p.transfer_type == TransferType::Isochronous {
+            return if stall {
+                Err(ServiceError::InvalidParameter(format!(
+                    "pipe {} is isochronous: isochronous endpoints have no halt",
+                    pipe.0
+                )))
+            } else {
+                Ok(())
+            };
+        }
         if stall {
             p.set_halt(&mut self.out);
         } else {
@@ -737,6 +775,38 @@ impl Device {
 
     // ----- internals ------------------------------------------------------------------
 
+    /// Take `now` in: settle what the bus clock made due on every pipe.
+    fn advance(&mut self, now: Instant) {
+        self.now = now;
+        let frame = self.clock.frame_at(now);
+        for pipe in self.pipes.iter_mut().skip(1) {
+            pipe.advance(frame, &mut self.out);
+        }
+    }
+
+    /// Complete a URB at once with `status` (with per-packet results if it is isochronous).
+    fn refuse_urb(&mut self, urb: Urb, status: CompletionStatus) {
+        let iso = urb.iso.map(|iso| IsoCompletion {
+            start_frame: iso.start_frame.unwrap_or(0),
+            packets: iso
+                .packets
+                .into_iter()
+                .map(|packet| IsoPacketResult {
+                    packet,
+                    actual_length: 0,
+                    status,
+                })
+                .collect(),
+        });
+        self.out.urbs.push_back(UrbCompletion {
+            id: urb.id,
+            status,
+            actual_length: 0,
+            data: Bytes::new(),
+            iso,
+        });
+    }
+
     fn function(&self, f: FunctionId) -> Result<&FunctionState, ServiceError> {
         self.functions
             .get(f.0)
@@ -851,14 +921,53 @@ impl Device {
             return;
         };
         for ep in &setting.endpoints {
-            let params = ep.at(self.speed);
+            let params = pipe_params(ep, self.speed);
             if let Some(pipe) = usize::try_from(ep.pipe.0)
                 .ok()
                 .and_then(|i| self.pipes.get_mut(i))
             {
-                pipe.reconfigure(ep.transfer_type, params.packet_size());
+                pipe.reconfigure(params);
             }
             self.active[address_index(ep.address)] = Some(ep.pipe);
         }
+    }
+}
+
+fn wrong_direction(pipe: PipeId, dir: Direction) -> ServiceError {
+    ServiceError::InvalidParameter(format!(
+        "pipe {} is an {dir:?} pipe; use TRANSFER_{} on it",
+        pipe.0,
+        if dir == Direction::In { "IN" } else { "OUT" }
+    ))
+}
+
+/// How an endpoint moves packets at `speed`: packet size, interval in (micro)frames
+/// (`bInterval` frames for full-speed interrupt, `2^(bInterval-1)` otherwise) and packets
+/// per interval (high-bandwidth transactions at high speed; burst × Mult at SuperSpeed).
+pub(crate) fn pipe_params(ep: &EndpointModel, speed: BusSpeed) -> PipeParams {
+    let at = ep.at(speed);
+    let exponent = |b: u8| 1u64 << (b.clamp(1, 16) - 1);
+    let interval = match (ep.transfer_type, speed) {
+        (TransferType::Interrupt, BusSpeed::Full) => u64::from(at.interval.max(1)),
+        (TransferType::Interrupt | TransferType::Isochronous, _) => exponent(at.interval),
+        _ => 1,
+    };
+    let transactions = match speed {
+        BusSpeed::Full => 1,
+        BusSpeed::High => ((at.w_max_packet_size >> 11) & 3) + 1,
+        BusSpeed::Super => {
+            let mult = if ep.transfer_type == TransferType::Isochronous {
+                u16::from(ep.ss_attributes & 3) + 1
+            } else {
+                1
+            };
+            (u16::from(ep.max_burst) + 1) * mult
+        }
+    };
+    PipeParams {
+        transfer_type: ep.transfer_type,
+        max_packet: at.packet_size(),
+        interval,
+        transactions,
     }
 }

@@ -38,11 +38,13 @@
 #![forbid(unsafe_code)]
 
 mod chapter9;
+mod clock;
 pub mod config;
 mod control;
 pub mod descriptors;
 mod device;
 mod event;
+mod iso;
 pub mod model;
 pub mod msos;
 mod pipe;
@@ -50,6 +52,7 @@ mod registry;
 mod status;
 mod types;
 
+pub use clock::{FRAME_NUMBER_MODULUS, frame_duration};
 pub use config::{ConfigError, DeviceConfig};
 pub use descriptors::{DescriptorSet, DescriptorTooLong};
 pub use device::{
@@ -58,11 +61,12 @@ pub use device::{
     ServiceError,
 };
 pub use event::BusEvent;
+pub use iso::MAX_ISO_PACKETS;
 pub use model::{DeviceModel, ValidationError};
 pub use status::CompletionStatus;
 pub use types::{
-    BusSpeed, FunctionId, PipeId, TransferCompletion, TransferId, TransferRequest, Urb,
-    UrbCompletion, UrbId,
+    BusSpeed, FunctionId, IsoCompletion, IsoPacket, IsoPacketResult, IsoRequest, PipeId,
+    TransferCompletion, TransferId, TransferRequest, Urb, UrbCompletion, UrbId,
 };
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 use usbfn_wire::{Direction, TransferType};
 
+use crate::iso::IsoPipe;
 use crate::status::CompletionStatus;
 use crate::types::{TransferCompletion, TransferId, UrbCompletion, UrbId};
 
@@ -37,6 +38,7 @@ impl Completions {
             status,
             actual_length: actual,
             data,
+            iso: None,
         });
     }
 
@@ -152,6 +154,52 @@ pub(crate) struct Pipe {
     pub(crate) toggle: bool,
     urbs: VecDeque<HostUrb>,
     transfers: VecDeque<DeviceTransfer>,
+    /// Interrupt endpoints: one packet per interval.
+    pacing: Option<Pacing>,
+    /// Isochronous endpoints: the packet schedule (used when `transfer_type` is
+    /// isochronous).
+    pub(crate) iso: IsoPipe,
+}
+
+/// How a pipe's endpoint moves packets, at the current speed and alternate setting.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct PipeParams {
+    pub(crate) transfer_type: TransferType,
+    /// Bytes per packet (bits 10..0 of wMaxPacketSize).
+    pub(crate) max_packet: u16,
+    /// (Micro)frames between the endpoint's service opportunities (interrupt, isochronous).
+    pub(crate) interval: u64,
+    /// Packets per interval: high-bandwidth transactions × SuperSpeed burst.
+    pub(crate) transactions: u16,
+}
+
+/// An interrupt endpoint's schedule: packets take one slot each, `interval` frames apart,
+/// and a URB completes when the frame of its last packet is over. Data moves as soon as both
+/// sides are there; only completions wait, so the cost is per URB, not per interval.
+#[derive(Debug)]
+struct Pacing {
+    interval: u64,
+    /// Packets per interval (a high-bandwidth endpoint moves up to 3).
+    per_interval: u64,
+    /// The frame in progress (set by the device before each call).
+    now: u64,
+    /// The first frame a new packet may use.
+    next_slot: u64,
+    /// The frame after the last packet moved so far.
+    last_end: u64,
+    /// Completed URBs waiting for the end of their last packet's frame.
+    deferred: VecDeque<(u64, UrbCompletion)>,
+}
+
+impl Pacing {
+    fn take_slots(&mut self, packets: usize) {
+        let packets = u64::try_from(packets).unwrap_or(u64::MAX).max(1);
+        let intervals = packets.div_ceil(self.per_interval);
+        let start = self.next_slot.max(self.now);
+        let last = start.saturating_add((intervals - 1).saturating_mul(self.interval));
+        self.next_slot = last.saturating_add(self.interval);
+        self.last_end = last.saturating_add(1);
+    }
 }
 
 impl Pipe {
@@ -164,11 +212,81 @@ impl Pipe {
             toggle: false,
             urbs: VecDeque::new(),
             transfers: VecDeque::new(),
+            pacing: None,
+            iso: IsoPipe::new(direction),
+        }
+    }
+
+    fn is_iso(&self) -> bool {
+        self.transfer_type == TransferType::Isochronous
+    }
+
+    /// Settle what the frame in progress, `frame`, makes due: iso packets and URBs, paced
+    /// interrupt completions.
+    pub(crate) fn advance(&mut self, frame: u64, out: &mut Completions) {
+        if self.is_iso() {
+            self.iso.advance(frame, out);
+        }
+        if let Some(p) = &mut self.pacing {
+            p.now = frame;
+            while p.deferred.front().is_some_and(|(due, _)| *due <= frame) {
+                if let Some((_, c)) = p.deferred.pop_front() {
+                    out.urbs.push_back(c);
+                }
+            }
+        }
+    }
+
+    /// When this pipe next needs [`Pipe::advance`]: the front iso URB's end, or the first
+    /// held interrupt completion's due frame.
+    pub(crate) fn deadline(&self, clock: &crate::clock::FrameClock) -> Option<std::time::Instant> {
+        let iso = if self.is_iso() {
+            self.iso.deadline(clock)
+        } else {
+            None
+        };
+        let paced = self
+            .pacing
+            .as_ref()
+            .and_then(|p| p.deferred.front())
+            .and_then(|(due, _)| clock.start_of(*due));
+        match (iso, paced) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Complete a host URB now, or at the end of its last packet's frame on a paced pipe.
+    fn finish_urb(
+        &mut self,
+        id: UrbId,
+        status: CompletionStatus,
+        actual: usize,
+        data: Bytes,
+        out: &mut Completions,
+    ) {
+        let c = UrbCompletion {
+            id,
+            status,
+            actual_length: actual,
+            data,
+            iso: None,
+        };
+        match &mut self.pacing {
+            Some(p) => p.deferred.push_back((p.last_end, c)),
+            None => out.urbs.push_back(c),
+        }
+    }
+
+    /// Release paced completions at once (halt, reset, detach).
+    fn flush_deferred(&mut self, out: &mut Completions) {
+        if let Some(p) = &mut self.pacing {
+            out.urbs.extend(p.deferred.drain(..).map(|(_, c)| c));
         }
     }
 
     pub(crate) fn queued_transfers(&self) -> usize {
-        self.transfers.len()
+        self.transfers.len() + self.iso.queued_transfers()
     }
 
     /// Queue a host URB. `direction` must match the pipe's (the device checks).
@@ -248,6 +366,16 @@ impl Pipe {
 
     /// Remove a host URB that has not completed. Returns false if it is not queued here.
     pub(crate) fn unlink_urb(&mut self, id: UrbId) -> bool {
+        if self.iso.unlink_urb(id) {
+            return true;
+        }
+        if let Some(p) = &mut self.pacing
+            && let Some(pos) = p.deferred.iter().position(|(_, c)| c.id == id)
+        {
+            // Its data moved, but the host cancelled before the completion was due.
+            p.deferred.remove(pos);
+            return true;
+        }
         match self.urbs.iter().position(|u| u.id() == id) {
             Some(pos) => {
                 self.urbs.remove(pos);
@@ -264,6 +392,9 @@ impl Pipe {
         status: CompletionStatus,
         out: &mut Completions,
     ) -> bool {
+        if self.iso.cancel_transfer(id, status, out) {
+            return true;
+        }
         let Some(pos) = self.transfers.iter().position(|t| t.id() == id) else {
             return false;
         };
@@ -277,6 +408,7 @@ impl Pipe {
 
     /// Cancel every service transfer with `status`.
     pub(crate) fn cancel_all_transfers(&mut self, status: CompletionStatus, out: &mut Completions) {
+        self.iso.cancel_all_transfers(status, out);
         while let Some(t) = self.transfers.pop_front() {
             finish_transfer(t, status, out);
         }
@@ -284,6 +416,8 @@ impl Pipe {
 
     /// Complete every host URB with `status`.
     pub(crate) fn fail_all_urbs(&mut self, status: CompletionStatus, out: &mut Completions) {
+        self.flush_deferred(out);
+        self.iso.fail_all_urbs(status, out);
         while let Some(u) = self.urbs.pop_front() {
             out.urb(u.id(), status, 0, Bytes::new());
         }
@@ -305,11 +439,24 @@ impl Pipe {
 
     /// Re-arm for a new configuration or alternate setting: new packet size, toggle DATA0,
     /// not halted.
-    pub(crate) fn reconfigure(&mut self, transfer_type: TransferType, max_packet: u16) {
-        self.transfer_type = transfer_type;
-        self.max_packet = usize::from(max_packet.max(1));
+    pub(crate) fn reconfigure(&mut self, params: PipeParams) {
+        self.transfer_type = params.transfer_type;
+        self.max_packet = usize::from(params.max_packet.max(1));
         self.halted = false;
         self.toggle = false;
+        let interval = params.interval.max(1);
+        self.pacing = (params.transfer_type == TransferType::Interrupt).then(|| Pacing {
+            interval,
+            per_interval: u64::from(params.transactions.max(1)),
+            now: 0,
+            next_slot: 0,
+            last_end: 0,
+            deferred: VecDeque::new(),
+        });
+        self.iso.configure(
+            usize::from(params.max_packet) * usize::from(params.transactions.max(1)),
+            interval,
+        );
     }
 
     fn advance_toggle(&mut self, packets: usize) {
@@ -391,12 +538,15 @@ impl Pipe {
             }
             let (urb_id, xfer_id) = (*urb_id, *xfer_id);
             self.advance_toggle(packets);
+            if let Some(p) = &mut self.pacing {
+                p.take_slots(packets);
+            }
             if xfer_done && let Some(t) = self.transfers.pop_front() {
                 finish_transfer(t, CompletionStatus::Success, out);
             }
             if urb_done && let Some(HostUrb::In { received, .. }) = self.urbs.pop_front() {
                 let len = received.len;
-                out.urb(urb_id, urb_status, len, received.finish());
+                self.finish_urb(urb_id, urb_status, len, received.finish(), out);
             }
             let _ = xfer_id;
         }
@@ -463,11 +613,14 @@ impl Pipe {
                 }
             }
             self.advance_toggle(packets);
+            if let Some(p) = &mut self.pacing {
+                p.take_slots(packets);
+            }
             if xfer_done && let Some(t) = self.transfers.pop_front() {
                 finish_transfer(t, xfer_status, out);
             }
             if urb_done && let Some(HostUrb::Out { id, data, .. }) = self.urbs.pop_front() {
-                out.urb(id, CompletionStatus::Success, data.len(), Bytes::new());
+                self.finish_urb(id, CompletionStatus::Success, data.len(), Bytes::new(), out);
             }
         }
     }

@@ -22,8 +22,12 @@ pub enum CompletionStatus {
     Cancelled,
     /// The device is gone: detached, or the bus was deactivated.
     Shutdown,
-    /// The transfer kind is not supported on this endpoint (e.g. isochronous URBs).
+    /// The request is not supported.
     NotSupported,
+    /// An isochronous packet that missed its (micro)frame: the device had no data for an IN
+    /// packet in time, or the packet's frame had passed (per packet only; the URB's own
+    /// status stays `Success`).
+    Missed,
     /// The request itself was malformed (wrong direction, impossible length).
     Invalid,
 }
@@ -55,9 +59,10 @@ const TABLE: &[(CompletionStatus, i32, NtStatus)] = &[
     ), // -ESHUTDOWN
     (
         CompletionStatus::NotSupported,
-        -18,
+        -95,
         NtStatus::STATUS_NOT_SUPPORTED,
-    ), // -EXDEV
+    ), // -EOPNOTSUPP
+    (CompletionStatus::Missed, -18, NtStatus::STATUS_IO_TIMEOUT),   // -EXDEV
     (
         CompletionStatus::Invalid,
         -22,
@@ -114,6 +119,7 @@ mod tests {
             CompletionStatus::Cancelled,
             CompletionStatus::Shutdown,
             CompletionStatus::NotSupported,
+            CompletionStatus::Missed,
             CompletionStatus::Invalid,
         ];
         for s in all {
@@ -130,6 +136,7 @@ mod tests {
         assert_eq!(CompletionStatus::ShortPacket.to_errno(), -121);
         assert_eq!(CompletionStatus::Cancelled.to_errno(), -104);
         assert_eq!(CompletionStatus::Shutdown.to_errno(), -108);
+        assert_eq!(CompletionStatus::Missed.to_errno(), -18);
         assert_eq!(
             CompletionStatus::from_errno(-19),
             Some(CompletionStatus::Shutdown)

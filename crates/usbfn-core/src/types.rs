@@ -94,8 +94,60 @@ pub struct Urb {
     /// `URB_ZERO_PACKET`: an OUT transfer whose length is a multiple of the packet size ends
     /// with a zero-length packet.
     pub zero_packet: bool,
-    /// Isochronous packet count (0 for other transfer types).
-    pub iso_packets: u32,
+    /// The packets of an isochronous URB (`None` for other transfer types).
+    pub iso: Option<IsoRequest>,
+}
+
+/// The packets of an isochronous URB and where it starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IsoRequest {
+    /// One entry per (micro)frame slot of the endpoint's interval, in order.
+    pub packets: Vec<IsoPacket>,
+    /// `None`: as soon as possible (`URB_ISO_ASAP`). `Some(n)`: the host's frame number to
+    /// start in (frames at full speed, microframes at high and SuperSpeed, modulo
+    /// [`crate::FRAME_NUMBER_MODULUS`]).
+    pub start_frame: Option<u32>,
+}
+
+/// One packet of an isochronous URB as the host describes it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[doc(alias = "usb_iso_packet_descriptor")]
+pub struct IsoPacket {
+    /// Where the packet's bytes are in the URB's buffer.
+    pub offset: u32,
+    /// The packet's length: OUT, the bytes to send; IN, the most the host takes.
+    pub length: u32,
+}
+
+/// How one isochronous packet went.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct IsoPacketResult {
+    /// The packet as submitted.
+    pub packet: IsoPacket,
+    /// Bytes moved in this packet.
+    pub actual_length: u32,
+    /// The packet's own outcome (the URB's status stays `Success` when packets fail).
+    pub status: CompletionStatus,
+}
+
+/// The isochronous part of a URB completion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IsoCompletion {
+    /// The host frame number of the URB's first packet (same units as
+    /// [`IsoRequest::start_frame`]).
+    pub start_frame: u32,
+    /// One result per submitted packet, in order.
+    pub packets: Vec<IsoPacketResult>,
+}
+
+impl IsoCompletion {
+    /// Packets whose status is not `Success`.
+    pub fn error_count(&self) -> usize {
+        self.packets
+            .iter()
+            .filter(|p| !p.status.is_success())
+            .count()
+    }
 }
 
 /// How a host URB ended.
@@ -107,8 +159,12 @@ pub struct UrbCompletion {
     pub status: CompletionStatus,
     /// Bytes moved: IN bytes delivered to the host, OUT bytes taken by the device.
     pub actual_length: usize,
-    /// IN data (empty for OUT).
+    /// IN data (empty for OUT). For an isochronous URB the packets' bytes are packed back to
+    /// back, without gaps.
     pub data: Bytes,
+    /// Per-packet results of an isochronous URB: present exactly when the URB had
+    /// [`Urb::iso`], with one result per packet.
+    pub iso: Option<IsoCompletion>,
 }
 
 /// A service's request on a pipe.

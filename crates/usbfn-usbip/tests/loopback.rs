@@ -131,8 +131,14 @@ async fn list_import_enumerate_and_stream() {
         Some("Gadget Zero")
     );
     let eps = &tree.configurations[0].tree.interfaces[0].endpoints;
-    assert_eq!(eps.len(), 2);
-    assert!(eps.iter().all(|e| e.descriptor.w_max_packet_size == 512));
+    // Bulk IN/OUT and interrupt IN/OUT in alternate setting 0.
+    assert_eq!(eps.len(), 4);
+    let bulk: Vec<_> = eps
+        .iter()
+        .filter(|e| e.descriptor.transfer_type() == usbfn_wire::TransferType::Bulk)
+        .collect();
+    assert_eq!(bulk.len(), 2);
+    assert!(bulk.iter().all(|e| e.descriptor.w_max_packet_size == 512));
 
     // Bulk IN in pattern 1, several sizes around the packet size.
     for len in [512u32, 1024, 4096, 65536] {

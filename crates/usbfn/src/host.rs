@@ -137,7 +137,7 @@ impl Host {
             data,
             short_not_ok: false,
             zero_packet: false,
-            iso_packets: 0,
+            iso: None,
         };
         let c = self.submit(urb).await?;
         if c.status != CompletionStatus::Success {
@@ -206,6 +206,6 @@ fn data_urb(ep: u8, direction: Direction, len: usize, data: Bytes) -> Urb {
         data,
         short_not_ok: false,
         zero_packet: false,
-        iso_packets: 0,
+        iso: None,
     }
 }

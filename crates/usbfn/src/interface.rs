@@ -169,9 +169,13 @@ impl Interface {
         inner.next_transfer += 1;
         let (tx, rx) = oneshot::channel();
         inner.waiters.insert(id, tx);
-        let result = inner
-            .device
-            .submit_transfer(self.function, id, pipe, request);
+        let result = inner.device.submit_transfer(
+            self.function,
+            id,
+            pipe,
+            request,
+            std::time::Instant::now(),
+        );
         let early = match result {
             Ok(()) => None,
             Err(e) => {

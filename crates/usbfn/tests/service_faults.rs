@@ -214,7 +214,7 @@ fn control_urb(setup: SetupPacket) -> usbfn_core::Urb {
         data: Bytes::new(),
         short_not_ok: false,
         zero_packet: false,
-        iso_packets: 0,
+        iso: None,
     }
 }
 

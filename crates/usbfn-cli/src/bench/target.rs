@@ -109,6 +109,7 @@ async fn gadget_zero(
         pattern: gadget_zero::Pattern::Zeros,
         qlen: DEVICE_QLEN,
         buflen,
+        ..gadget_zero::Options::default()
     };
     let service = tokio::spawn(gadget_zero::run(iface, options));
     let mut ready = controller.ready_watch();
@@ -191,7 +192,7 @@ impl Target {
                 data,
                 short_not_ok: false,
                 zero_packet: false,
-                iso_packets: 0,
+                iso: None,
             })),
             HostKind::Usbip(d) => {
                 let urb = if setup.is_in() {

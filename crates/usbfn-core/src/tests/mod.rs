@@ -2,6 +2,8 @@
 //! core.
 
 mod descriptors;
+#[allow(clippy::cast_possible_truncation)] // test sizes are small
+mod periodic;
 mod requests;
 mod transfers;
 
@@ -83,7 +85,7 @@ impl SimHost {
             data: Bytes::copy_from_slice(data),
             short_not_ok: false,
             zero_packet: false,
-            iso_packets: 0,
+            iso: None,
         });
         id
     }
@@ -142,7 +144,7 @@ impl SimHost {
             data: Bytes::new(),
             short_not_ok: false,
             zero_packet: false,
-            iso_packets: 0,
+            iso: None,
         });
         id
     }
@@ -158,7 +160,7 @@ impl SimHost {
             data,
             short_not_ok: false,
             zero_packet: false,
-            iso_packets: 0,
+            iso: None,
         });
         id
     }

@@ -77,6 +77,7 @@ fn vendor_requests_go_to_the_owner_and_are_answered() {
             TransferId(1),
             PipeId(0),
             TransferRequest::Out { capacity: 4096 },
+            h.now,
         )
         .expect("data");
     assert_eq!(
@@ -116,6 +117,7 @@ fn vendor_requests_go_to_the_owner_and_are_answered() {
                 data: Bytes::from_static(b"abcd"),
                 append_zero_packet: false,
             },
+            h.now,
         )
         .expect("in");
     let c = h.dev.poll_urb_completion().expect("done");
@@ -179,6 +181,7 @@ fn unanswered_setup_stalls_after_the_timeout_and_queued_requests_follow() {
             data: Bytes::new(),
             append_zero_packet: false,
         },
+        h.now,
     );
     assert!(err.is_err());
 }
@@ -226,6 +229,7 @@ fn set_interface_switches_endpoints_and_cancels_transfers() {
                 data: Bytes::from_static(b"q"),
                 append_zero_packet: false,
             },
+            h.now,
         )
         .expect("queued");
     let set = std_out(StandardRequest::SET_INTERFACE, Recipient::Interface, 1, 0);

@@ -29,6 +29,7 @@ fn configuration_starts_bulk_flow_both_ways() {
                 data: Bytes::from_static(b"hello"),
                 append_zero_packet: false,
             },
+            h.now,
         )
         .expect("in");
     let c = h.dev.poll_urb_completion().expect("completed");
@@ -40,6 +41,7 @@ fn configuration_starts_bulk_flow_both_ways() {
             TransferId(2),
             out_pipe,
             TransferRequest::Out { capacity: 4096 },
+            h.now,
         )
         .expect("out");
     let urb = h.bulk_out(1, Bytes::from_static(b"world"));
@@ -63,6 +65,7 @@ fn transfers_before_configuration_are_refused() {
             TransferId(1),
             PipeId(1),
             TransferRequest::Out { capacity: 64 },
+            h.now,
         )
         .expect_err("not configured");
     assert!(matches!(err, ServiceError::InvalidDeviceState(_)), "{err}");
@@ -79,6 +82,7 @@ fn detach_cancels_everything_and_reset_reports_speed() {
             TransferId(1),
             PipeId(2),
             TransferRequest::Out { capacity: 512 },
+            h.now,
         )
         .expect("queued");
     let urb = h.bulk_in(1, 512);
@@ -119,6 +123,7 @@ fn service_errors_name_the_problem() {
             TransferId(1),
             PipeId(9),
             TransferRequest::Out { capacity: 1 },
+            h.now,
         )
         .expect_err("no pipe 9");
     assert!(e.to_string().contains("no pipe 9"), "{e}");
@@ -129,6 +134,7 @@ fn service_errors_name_the_problem() {
             TransferId(1),
             PipeId(1),
             TransferRequest::Out { capacity: 1 },
+            h.now,
         )
         .expect_err("wrong direction");
     assert!(matches!(e, ServiceError::InvalidParameter(_)), "{e}");
@@ -141,6 +147,7 @@ fn service_errors_name_the_problem() {
             TransferRequest::Out {
                 capacity: MAX_TRANSFER_LENGTH + 1,
             },
+            h.now,
         )
         .expect_err("too large");
     assert!(matches!(e, ServiceError::LimitExceeded { .. }), "{e}");
@@ -167,6 +174,7 @@ fn unlink_pending_urbs() {
                 data: Bytes::from_static(b"z"),
                 append_zero_packet: false,
             },
+            h.now,
         )
         .expect("in");
     assert!(
@@ -188,6 +196,7 @@ fn reset_and_unconfigure_cancel_transfers() {
                 data: Bytes::from_static(b"a"),
                 append_zero_packet: false,
             },
+            h.now,
         )
         .expect("in");
     assert!(h.set_configuration(0).status.is_success());
@@ -207,6 +216,7 @@ fn reset_and_unconfigure_cancel_transfers() {
             TransferId(2),
             PipeId(2),
             TransferRequest::Out { capacity: 64 },
+            h.now,
         )
         .expect("out");
     let urb = h.bulk_in(1, 64);

@@ -273,6 +273,18 @@ mod tests {
         second.guid = second_guid.map(str::to_owned);
         second.number = None;
         second.device_request_owner = false;
+        // Gadget Zero fixes its endpoint addresses; the copy takes the next free ones.
+        second.alternates.clear();
+        for e in &mut second.endpoints {
+            e.direction = e.address.map(|a| {
+                if a & 0x80 != 0 {
+                    usbfn_core::config::DirectionName::In
+                } else {
+                    usbfn_core::config::DirectionName::Out
+                }
+            });
+            e.address = None;
+        }
         config.interfaces.push(second);
         config.configurations.clear();
         Controller::new(&config).expect("device")

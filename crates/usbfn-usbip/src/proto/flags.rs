@@ -13,6 +13,8 @@ pub mod errno {
     pub const ENODEV: i32 = 19;
     /// Invalid argument.
     pub const EINVAL: i32 = 22;
+    /// Protocol error.
+    pub const EPROTO: i32 = 71;
     /// Broken pipe: endpoint stalled.
     pub const EPIPE: i32 = 32;
     /// Value too large: babble (device sent more than the buffer holds).

@@ -19,8 +19,8 @@ use super::replies::{Replies, Reply};
 use super::{Export, Server, SubmittedUrb};
 use crate::batch::WriteBatch;
 use crate::proto::{
-    CmdSubmit, CmdUnlink, Command, Direction, IsoPacketDescriptor, OpReply, OpRequest, OpStatus,
-    ProtoError, RetSubmit, RetUnlink, ServerCodec, TransferFlags, UsbDevice, errno,
+    CmdSubmit, CmdUnlink, Command, Direction, OpReply, OpRequest, OpStatus, ProtoError, RetUnlink,
+    ServerCodec, TransferFlags, UsbDevice, errno,
 };
 
 /// Why a connection ended.
@@ -426,6 +426,7 @@ impl<R> ReadCtx<R> {
             transfer_buffer_length: cmd.transfer_buffer_length,
             number_of_packets: cmd.number_of_packets,
             transfer_flags: cmd.transfer_flags.0,
+            iso: cmd.iso.clone(),
         };
         loop {
             match self.window.try_accept(&record) {
@@ -468,6 +469,7 @@ impl<R> ReadCtx<R> {
                 status: CompletionStatus::Shutdown,
                 actual_length: 0,
                 data: Bytes::new(),
+                iso: None,
             };
             // Answered through the same path as device completions, to keep one writer.
             self.port.answer(c);
@@ -481,6 +483,7 @@ impl<R> ReadCtx<R> {
         // A u32 always fits usize on the 32- and 64-bit targets usbfn builds for.
         let buffer_len = usize::try_from(cmd.transfer_buffer_length).unwrap_or(usize::MAX);
         let flags = cmd.transfer_flags;
+        let iso = super::iso::iso_request(&cmd);
         self.port.submit(Urb {
             id: UrbId(u64::from(cmd.seqnum)),
             endpoint: cmd.ep,
@@ -490,7 +493,7 @@ impl<R> ReadCtx<R> {
             data: cmd.data,
             short_not_ok: flags.contains(TransferFlags::SHORT_NOT_OK),
             zero_packet: flags.contains(TransferFlags::ZERO_PACKET),
-            iso_packets: u32::try_from(cmd.number_of_packets.max(0)).unwrap_or(0),
+            iso,
         });
         Ok(true)
     }
@@ -640,7 +643,7 @@ impl<W> WriteCtx<W> {
         for reply in self.replies.take_all() {
             match reply {
                 Reply::Submit { urb, completion } => {
-                    let mut ret = ret_submit(&urb, completion);
+                    let mut ret = super::iso::ret_submit(urb.seqnum, &urb, completion);
                     if let Some(tap) = &self.tap {
                         tap.complete(&self.device, &urb, &ret);
                     }
@@ -656,35 +659,5 @@ impl<W> WriteCtx<W> {
             }
         }
         Ok(())
-    }
-}
-
-/// The RET_SUBMIT for a URB's completion.
-fn ret_submit(urb: &SubmittedUrb, c: UrbCompletion) -> RetSubmit {
-    let status = c.status.to_errno();
-    let iso_count = urb.number_of_packets.max(0);
-    let iso: Vec<IsoPacketDescriptor> = (0..iso_count)
-        .map(|_| IsoPacketDescriptor {
-            offset: 0,
-            length: 0,
-            actual_length: 0,
-            status: -errno::EXDEV,
-        })
-        .collect();
-    let data = if urb.direction == Direction::In {
-        c.data
-    } else {
-        Bytes::new()
-    };
-    RetSubmit {
-        seqnum: urb.seqnum,
-        status,
-        // An actual length never exceeds the URB's u32 buffer length.
-        actual_length: u32::try_from(c.actual_length).unwrap_or(u32::MAX),
-        start_frame: 0,
-        number_of_packets: urb.number_of_packets,
-        error_count: iso_count,
-        data,
-        iso,
     }
 }

@@ -284,6 +284,7 @@ mod tests {
             transfer_buffer_length: len,
             number_of_packets: 0,
             transfer_flags: 0,
+            iso: Vec::new(),
         }
     }
 

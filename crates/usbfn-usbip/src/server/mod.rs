@@ -22,6 +22,7 @@
 
 mod connection;
 mod flow;
+pub mod iso;
 mod pcap;
 mod replies;
 
@@ -61,6 +62,9 @@ pub struct SubmittedUrb {
     pub number_of_packets: i32,
     /// `transfer_flags`.
     pub transfer_flags: u32,
+    /// Isochronous descriptors as submitted (empty for other URBs): the reply echoes their
+    /// offsets and lengths.
+    pub iso: Vec<crate::proto::IsoPacketDescriptor>,
 }
 
 /// A device exported by the server.

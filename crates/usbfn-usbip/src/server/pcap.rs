@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use usbfn_pcap::{PcapWriter, UsbRecord, XferType, unix_time};
+use usbfn_pcap::{IsoDesc, PcapWriter, UsbRecord, XferType, unix_time};
 use usbfn_wire::TransferType;
 
 use super::{Export, SubmittedUrb, UrbTap};
-use crate::proto::{CmdSubmit, Direction, RetSubmit, UsbDevice};
+use crate::proto::{CmdSubmit, Direction, IsoPacketDescriptor, RetSubmit, UsbDevice, errno};
 
 /// Writes URBs as `LINKTYPE_USB_LINUX_MMAPPED` records. Write errors are logged once and
 /// stop the capture; they never disturb the devices.
@@ -109,18 +109,109 @@ impl<W: Write + Send> UrbTap for PcapTap<W> {
         if cmd.ep == 0 {
             record = record.with_setup(cmd.setup);
         }
+        let iso = submit_descriptors(&cmd.iso);
+        if cmd.is_iso() {
+            record = record.with_iso(&iso, cmd.start_frame, 0);
+        }
         self.write(&record);
     }
 
     fn complete(&self, device: &UsbDevice, cmd: &SubmittedUrb, ret: &RetSubmit) {
         let urb = self.urb(device, cmd.seqnum, cmd.ep, cmd.direction);
-        let record = UsbRecord::complete(
+        let iso = complete_descriptors(&ret.iso);
+        // usbmon shows iso IN data where the packets sit in the host's buffer (each at its
+        // descriptor's offset); USB/IP packs it. Spread it back so offsets point into it.
+        let spread;
+        let data = if ret.is_iso() && cmd.direction == Direction::In {
+            spread = spread_iso_in(&ret.iso, &ret.data);
+            &spread[..]
+        } else {
+            &ret.data[..]
+        };
+        let mut record = UsbRecord::complete(
             &urb,
             unix_time(std::time::SystemTime::now()),
             ret.status,
             ret.actual_length,
-            &ret.data,
+            data,
         );
+        if ret.is_iso() {
+            record = record.with_iso(&iso, ret.start_frame, ret.error_count);
+        }
         self.write(&record);
+    }
+}
+
+/// usbmon's descriptors of a submitted URB: requested lengths, status `-EXDEV` (what
+/// `usb_submit_urb` sets until the packet is done).
+fn submit_descriptors(iso: &[IsoPacketDescriptor]) -> Vec<IsoDesc> {
+    iso.iter()
+        .map(|d| IsoDesc {
+            status: -errno::EXDEV,
+            offset: d.offset,
+            length: d.length,
+        })
+        .collect()
+}
+
+/// usbmon's descriptors of a completed URB: actual lengths and per-packet status.
+fn complete_descriptors(iso: &[IsoPacketDescriptor]) -> Vec<IsoDesc> {
+    iso.iter()
+        .map(|d| IsoDesc {
+            status: d.status,
+            offset: d.offset,
+            length: d.actual_length,
+        })
+        .collect()
+}
+
+/// Packed iso IN bytes laid out at their packets' offsets, as far as the last packet's end
+/// (what usbmon's `mon_bin_collate_isodesc` captures). Bytes missing from `packed` stay 0.
+fn spread_iso_in(iso: &[IsoPacketDescriptor], packed: &[u8]) -> Vec<u8> {
+    let end = iso
+        .iter()
+        .filter(|d| d.actual_length > 0)
+        .map(|d| u64::from(d.offset) + u64::from(d.actual_length))
+        .max()
+        .unwrap_or(0);
+    // Offsets were checked against the URB's buffer when it was submitted.
+    let mut out = vec![0u8; usize::try_from(end).unwrap_or(0)];
+    let mut at = 0usize;
+    for d in iso {
+        let len = usize::try_from(d.actual_length).unwrap_or(0);
+        let off = usize::try_from(d.offset).unwrap_or(usize::MAX);
+        if let (Some(src), Some(dst)) = (
+            packed.get(at..at.saturating_add(len)),
+            out.get_mut(off..off.saturating_add(len)),
+        ) {
+            dst.copy_from_slice(src);
+        }
+        at = at.saturating_add(len);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(offset: u32, length: u32, actual_length: u32, status: i32) -> IsoPacketDescriptor {
+        IsoPacketDescriptor {
+            offset,
+            length,
+            actual_length,
+            status,
+        }
+    }
+
+    #[test]
+    fn packed_iso_in_data_goes_back_to_its_offsets() {
+        let iso = [desc(0, 4, 2, 0), desc(4, 4, 0, -18), desc(8, 4, 3, 0)];
+        let out = spread_iso_in(&iso, &[1, 2, 7, 8, 9]);
+        assert_eq!(out, vec![1, 2, 0, 0, 0, 0, 0, 0, 7, 8, 9]);
+        assert!(spread_iso_in(&[desc(0, 4, 0, -18)], &[]).is_empty());
+        let c = complete_descriptors(&iso);
+        assert_eq!((c[1].status, c[2].length), (-18, 3));
+        assert_eq!(submit_descriptors(&iso)[0].status, -errno::EXDEV);
     }
 }

@@ -126,6 +126,7 @@ mod tests {
             transfer_buffer_length: 512,
             number_of_packets: 0,
             transfer_flags: 0,
+            iso: Vec::new(),
         }
     }
 
@@ -135,6 +136,7 @@ mod tests {
             status: CompletionStatus::Success,
             actual_length: 512,
             data: Bytes::from(vec![7u8; 512]),
+            iso: None,
         }
     }
 

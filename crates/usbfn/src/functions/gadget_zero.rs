@@ -6,9 +6,21 @@
 //!   halts the OUT endpoint, as the kernel's function does;
 //! * vendor requests 0x5b (write, bmRequestType 0x40) and 0x5c (read back, 0xc0) store and
 //!   return up to 4096 bytes of a buffer, wLength 0 included;
-//! * `qlen` transfers of `buflen` bytes stay queued on each pipe for throughput.
+//! * `qlen` transfers of `buflen` bytes stay queued on each pipe for throughput;
+//! * alternate setting 1 adds f_sourcesink's isochronous IN (source) and OUT (sink)
+//!   endpoints, shaped by the kernel's module parameters `isoc_interval`, `isoc_maxpacket`,
+//!   `isoc_mult` and `isoc_maxburst` with the kernel's defaults (4, 1024, 0, 0; `iso_qlen` 8);
+//!   usbtest selects it with its module parameter `alt=1` (tests 15, 16, 22, 23);
+//! * both alternate settings carry an interrupt IN and OUT pair, where usbtest's
+//!   `get_endpoints()` looks for them (tests 25, 26): `int_interval` (default 1) and
+//!   `int_maxpacket` (default 1024, at most 64 at full speed), the names and defaults of the
+//!   interrupt support f_sourcesink once had.
 //!
-//! Isochronous endpoints are not offered (usbfn's core does not carry isochronous URBs yet).
+//! Endpoints: bulk 0x81/0x01, isochronous 0x82/0x02, interrupt 0x83/0x03.
+//!
+//! Options are set by name (`Options::set`), as `usbfn serve --function
+//! gadget-zero,isoc_interval=1,isoc_mult=2` and as keys of a serve configuration's
+//! `[[device]]`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +30,7 @@ use usbfn_core::config::{
     DeviceConfig, DeviceSection, EndpointSection, InterfaceSection, TransferTypeName,
 };
 use usbfn_core::{BusEvent, BusSpeed, CompletionStatus, PipeId};
-use usbfn_wire::{Direction, RequestType, SetupPacket};
+use usbfn_wire::{Direction, RequestType, SetupPacket, TransferType};
 
 use crate::{Error, ServiceApi};
 
@@ -43,15 +55,51 @@ pub enum Pattern {
     Mod63,
 }
 
-/// Options of the function.
-#[derive(Clone, Debug)]
+/// Bulk IN endpoint address.
+pub const BULK_IN: u8 = 0x81;
+/// Bulk OUT endpoint address.
+pub const BULK_OUT: u8 = 0x01;
+/// Isochronous IN endpoint address (alternate setting 1).
+pub const ISO_IN: u8 = 0x82;
+/// Isochronous OUT endpoint address (alternate setting 1).
+pub const ISO_OUT: u8 = 0x02;
+/// Interrupt IN endpoint address.
+pub const INT_IN: u8 = 0x83;
+/// Interrupt OUT endpoint address.
+pub const INT_OUT: u8 = 0x03;
+
+/// Isochronous packets per `TRANSFER_IN` the source queues: with `iso_qlen` transfers this
+/// is the buffering that rides out a late timer wake-up (16 packets × 8 transfers).
+pub const ISO_PACKETS_PER_TRANSFER: usize = 16;
+
+/// Options of the function. The isochronous and interrupt ones carry f_sourcesink's names.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// The data pattern.
     pub pattern: Pattern,
-    /// Transfers kept queued per pipe.
+    /// Transfers kept queued per bulk and interrupt pipe.
     pub qlen: usize,
-    /// Bytes per transfer.
+    /// Bytes per bulk and interrupt transfer.
     pub buflen: usize,
+    /// `isoc_interval`: bInterval of the isochronous endpoints, 1..=16 (2^(n-1) (micro)frames).
+    pub isoc_interval: u8,
+    /// `isoc_maxpacket`: wMaxPacketSize of the isochronous endpoints, 0..=1024 (at most 1023
+    /// at full speed).
+    pub isoc_maxpacket: u16,
+    /// `isoc_mult`: additional transactions per microframe (high speed) or SuperSpeed Mult,
+    /// 0..=2.
+    pub isoc_mult: u8,
+    /// `isoc_maxburst`: SuperSpeed bMaxBurst of the isochronous endpoints, 0..=15.
+    pub isoc_maxburst: u8,
+    /// `iso_qlen`: isochronous transfers kept queued per direction (each IN transfer carries
+    /// [`ISO_PACKETS_PER_TRANSFER`] packets; OUT keeps as many one-packet reads).
+    pub iso_qlen: usize,
+    /// `int_interval`: bInterval of the interrupt endpoints (frames at full speed, 1..=255;
+    /// 2^(n-1) microframes above, 1..=16).
+    pub int_interval: u8,
+    /// `int_maxpacket`: wMaxPacketSize of the interrupt endpoints, 1..=1024 (64 at most at
+    /// full speed).
+    pub int_maxpacket: u16,
 }
 
 impl Default for Options {
@@ -60,16 +108,129 @@ impl Default for Options {
             pattern: Pattern::Zeros,
             qlen: 32,
             buflen: 4096,
+            isoc_interval: 4,
+            isoc_maxpacket: 1024,
+            isoc_mult: 0,
+            isoc_maxburst: 0,
+            iso_qlen: 8,
+            int_interval: 1,
+            int_maxpacket: 1024,
         }
     }
 }
 
-/// The device configuration: 0525:a4a0, one vendor-class interface with bulk IN and OUT.
+/// An option that cannot be set.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    /// No option has this name.
+    #[error(
+        "gadget-zero has no option {0:?} (pattern, qlen, buflen, isoc_interval, isoc_maxpacket, isoc_mult, isoc_maxburst, iso_qlen, int_interval, int_maxpacket)"
+    )]
+    Unknown(String),
+    /// The value is not a number in the allowed range.
+    #[error("gadget-zero option {key}={value:?}: {allowed}")]
+    Value {
+        /// The option.
+        key: String,
+        /// What was given.
+        value: String,
+        /// What is allowed.
+        allowed: &'static str,
+    },
+    /// An item of a `name,key=value,...` list has no `=`.
+    #[error("gadget-zero option {0:?} is not key=value")]
+    Syntax(String),
+}
+
+impl Options {
+    /// Set the option `key` from its text form.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), OptionError> {
+        fn num<T: std::str::FromStr + PartialOrd>(
+            key: &str,
+            value: &str,
+            lo: T,
+            hi: T,
+            allowed: &'static str,
+        ) -> Result<T, OptionError> {
+            value
+                .trim()
+                .parse::<T>()
+                .ok()
+                .filter(|v| *v >= lo && *v <= hi)
+                .ok_or_else(|| OptionError::Value {
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                    allowed,
+                })
+        }
+        match key {
+            "pattern" => {
+                self.pattern = match num::<u8>(key, value, 0, 1, "0 (zeros) or 1 (mod 63)")? {
+                    0 => Pattern::Zeros,
+                    _ => Pattern::Mod63,
+                }
+            }
+            "qlen" => self.qlen = num(key, value, 1, 256, "1..=256")?,
+            "buflen" => self.buflen = num(key, value, 1, 1 << 20, "1..=1048576")?,
+            "isoc_interval" => self.isoc_interval = num(key, value, 1, 16, "1..=16")?,
+            "isoc_maxpacket" => self.isoc_maxpacket = num(key, value, 0, 1024, "0..=1024")?,
+            "isoc_mult" => self.isoc_mult = num(key, value, 0, 2, "0..=2")?,
+            "isoc_maxburst" => self.isoc_maxburst = num(key, value, 0, 15, "0..=15")?,
+            "iso_qlen" => self.iso_qlen = num(key, value, 1, 64, "1..=64")?,
+            "int_interval" => self.int_interval = num(key, value, 1, 16, "1..=16")?,
+            "int_maxpacket" => self.int_maxpacket = num(key, value, 1, 1024, "1..=1024")?,
+            other => return Err(OptionError::Unknown(other.to_owned())),
+        }
+        Ok(())
+    }
+
+    /// Apply a comma-separated `key=value` list (the part after `gadget-zero,`).
+    pub fn apply_list(&mut self, list: &str) -> Result<(), OptionError> {
+        for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| OptionError::Syntax(item.to_owned()))?;
+            self.set(key.trim(), value)?;
+        }
+        Ok(())
+    }
+
+    /// Isochronous bytes per interval at `speed` (one packet of a URB).
+    pub fn iso_bytes_per_interval(&self, speed: BusSpeed) -> usize {
+        let mps = usize::from(self.iso_maxpacket_at(speed) & 0x7ff);
+        let mult = usize::from(self.isoc_mult.min(2)) + 1;
+        match speed {
+            BusSpeed::Full => mps,
+            BusSpeed::High => mps * mult,
+            BusSpeed::Super => mps * mult * (usize::from(self.isoc_maxburst.min(15)) + 1),
+        }
+    }
+
+    /// The isochronous wMaxPacketSize at `speed` (with the high-bandwidth bits at high
+    /// speed), as f_sourcesink fills it in.
+    fn iso_maxpacket_at(&self, speed: BusSpeed) -> u16 {
+        let mps = self.isoc_maxpacket.min(1024);
+        match speed {
+            BusSpeed::Full => mps.min(1023),
+            BusSpeed::High => mps | (u16::from(self.isoc_mult.min(2)) << 11),
+            BusSpeed::Super => mps,
+        }
+    }
+}
+
+/// The device configuration with the default options.
 pub fn config() -> DeviceConfig {
-    let bulk = |direction| EndpointSection {
-        address: None,
-        direction: Some(direction),
-        transfer_type: TransferTypeName::Bulk,
+    config_with(&Options::default())
+}
+
+/// The device configuration: 0525:a4a0, one vendor-class interface; alternate setting 0 has
+/// bulk and interrupt IN and OUT, alternate setting 1 adds isochronous IN and OUT.
+pub fn config_with(options: &Options) -> DeviceConfig {
+    use usbfn_core::config::{AlternateSection, PerSpeed};
+    let endpoint = |address: u8, transfer_type| EndpointSection {
+        address: Some(address),
+        direction: None,
+        transfer_type,
         max_packet: None,
         interval: None,
         max_burst: 0,
@@ -77,6 +238,31 @@ pub fn config() -> DeviceConfig {
         bytes_per_interval: None,
         iso_attributes: 0,
         class_descriptors: None,
+    };
+    let bulk = |address| endpoint(address, TransferTypeName::Bulk);
+    let interrupt = |address| EndpointSection {
+        max_packet: Some(PerSpeed::Each {
+            full: Some(options.int_maxpacket.clamp(1, 64)),
+            high: Some(options.int_maxpacket.clamp(1, 1024)),
+            super_: Some(options.int_maxpacket.clamp(1, 1024)),
+        }),
+        interval: Some(PerSpeed::Each {
+            full: Some(options.int_interval.max(1)),
+            high: Some(options.int_interval.clamp(1, 16)),
+            super_: Some(options.int_interval.clamp(1, 16)),
+        }),
+        ..endpoint(address, TransferTypeName::Interrupt)
+    };
+    let iso = |address| EndpointSection {
+        max_packet: Some(PerSpeed::Each {
+            full: Some(options.iso_maxpacket_at(BusSpeed::Full)),
+            high: Some(options.iso_maxpacket_at(BusSpeed::High)),
+            super_: Some(options.iso_maxpacket_at(BusSpeed::Super)),
+        }),
+        interval: Some(PerSpeed::All(options.isoc_interval.clamp(1, 16))),
+        max_burst: options.isoc_maxburst.min(15),
+        ss_attributes: options.isoc_mult.min(2),
+        ..endpoint(address, TransferTypeName::Isochronous)
     };
     DeviceConfig {
         device: DeviceSection {
@@ -112,11 +298,28 @@ pub fn config() -> DeviceConfig {
             string: Some("source and sink data".into()),
             class_descriptors: None,
             endpoints: vec![
-                bulk(usbfn_core::config::DirectionName::In),
-                bulk(usbfn_core::config::DirectionName::Out),
+                bulk(BULK_IN),
+                bulk(BULK_OUT),
+                interrupt(INT_IN),
+                interrupt(INT_OUT),
             ],
             descriptor: None,
-            alternates: Vec::new(),
+            alternates: vec![AlternateSection {
+                class: Some(0xff),
+                subclass: Some(0),
+                protocol: Some(0),
+                string: Some("source and sink data".into()),
+                class_descriptors: None,
+                endpoints: vec![
+                    bulk(BULK_IN),
+                    bulk(BULK_OUT),
+                    iso(ISO_IN),
+                    iso(ISO_OUT),
+                    interrupt(INT_IN),
+                    interrupt(INT_OUT),
+                ],
+                descriptor: None,
+            }],
         }],
         associations: Vec::new(),
         control: Default::default(),
@@ -129,14 +332,14 @@ pub fn config() -> DeviceConfig {
 pub async fn run<S: ServiceApi>(iface: S, options: Options) -> Result<(), Error> {
     let iface = Arc::new(iface);
     let info = iface.class_info().await?;
-    let pipes = |speed: BusSpeed| {
-        let list = &info.at(speed).pipes;
-        let find = |dir: Direction| {
-            list.iter()
-                .find(|(d, _)| d.b_endpoint_address.direction() == dir)
-                .map(|(d, p)| (*p, usize::from(d.max_packet_size())))
-        };
-        (find(Direction::In), find(Direction::Out))
+    // (pipe, wMaxPacketSize bits 10..0) of the interface's first endpoint of a type and
+    // direction at a speed (the service may run on any interface of a composite device).
+    let pipe = |speed: BusSpeed, kind: TransferType, dir: Direction| {
+        info.at(speed)
+            .pipes
+            .iter()
+            .find(|(d, _)| d.transfer_type() == kind && d.b_endpoint_address.direction() == dir)
+            .map(|(d, p)| (*p, usize::from(d.max_packet_size() & 0x7ff)))
     };
     let generation = Arc::new(AtomicU64::new(0));
     let control = Arc::new(Mutex::new(vec![0u8; CONTROL_BUFFER]));
@@ -145,46 +348,91 @@ pub async fn run<S: ServiceApi>(iface: S, options: Options) -> Result<(), Error>
     loop {
         let event = iface.next_event().await?;
         tracing::debug!(?event, "gadget zero event");
-        match event {
+        let alternate = match event {
             BusEvent::Reset(s) => {
                 speed = s;
                 generation.fetch_add(1, Ordering::SeqCst);
+                continue;
             }
-            BusEvent::Configured(_) | BusEvent::SetInterface { alternate: 0, .. } => {
-                let gen_now = generation.fetch_add(1, Ordering::SeqCst) + 1;
-                let (source, sink) = pipes(speed);
-                if let Some((pipe, mps)) = source {
-                    let data = pattern_bytes(options.pattern, options.buflen, mps);
-                    for _ in 0..options.qlen {
-                        tokio::spawn(source_loop(
-                            iface.clone(),
-                            pipe,
-                            data.clone(),
-                            generation.clone(),
-                            gen_now,
-                        ));
-                    }
-                }
-                if let Some((pipe, mps)) = sink {
-                    for _ in 0..options.qlen {
-                        tokio::spawn(sink_loop(
-                            iface.clone(),
-                            pipe,
-                            options.clone(),
-                            mps,
-                            generation.clone(),
-                            gen_now,
-                        ));
-                    }
-                }
-            }
-            BusEvent::UnConfigured | BusEvent::Detach | BusEvent::SetInterface { .. } => {
+            BusEvent::Configured(_) => 0,
+            BusEvent::SetInterface { alternate, .. } => alternate,
+            BusEvent::UnConfigured | BusEvent::Detach => {
                 generation.fetch_add(1, Ordering::SeqCst);
+                continue;
             }
-            BusEvent::SetupPacket(setup) => answer_setup(&*iface, setup, &control).await,
-            BusEvent::Attach | BusEvent::Suspend | BusEvent::Resume => {}
+            BusEvent::SetupPacket(setup) => {
+                answer_setup(&*iface, setup, &control).await;
+                continue;
+            }
+            BusEvent::Attach | BusEvent::Suspend | BusEvent::Resume => continue,
+        };
+        let gen_now = generation.fetch_add(1, Ordering::SeqCst) + 1;
+        if alternate > 1 {
+            continue;
+        }
+        let (bulk, int, iso) = (
+            TransferType::Bulk,
+            TransferType::Interrupt,
+            TransferType::Isochronous,
+        );
+        let (qlen, buflen) = (options.qlen, options.buflen);
+        let mut streams = vec![
+            (bulk, Direction::In, qlen, buflen),
+            (bulk, Direction::Out, qlen, buflen),
+            (int, Direction::In, qlen, buflen),
+            (int, Direction::Out, qlen, buflen),
+        ];
+        if alternate == 1 {
+            let bpi = options.iso_bytes_per_interval(speed);
+            let packets = ISO_PACKETS_PER_TRANSFER;
+            streams.push((iso, Direction::In, options.iso_qlen, bpi * packets));
+            // One packet per TRANSFER_OUT: as many reads as the source has packets queued.
+            streams.push((iso, Direction::Out, options.iso_qlen * packets, bpi));
+        }
+        for (kind, dir, depth, len) in streams {
+            let Some((pipe, mps)) = pipe(speed, kind, dir) else {
+                continue;
+            };
+            if dir == Direction::In {
+                let data = pattern_bytes(options.pattern, len, mps);
+                for _ in 0..depth {
+                    tokio::spawn(source_loop(
+                        iface.clone(),
+                        pipe,
+                        data.clone(),
+                        generation.clone(),
+                        gen_now,
+                    ));
+                }
+            } else {
+                let sink = Sink {
+                    // usbtest sends zeros on isochronous OUT whatever its pattern (its
+                    // iso_alloc_urb never fills the buffer): those packets are not checked.
+                    pattern: (kind != iso).then_some(options.pattern),
+                    len,
+                    mps,
+                };
+                for _ in 0..depth {
+                    tokio::spawn(sink_loop(
+                        iface.clone(),
+                        pipe,
+                        sink,
+                        generation.clone(),
+                        gen_now,
+                    ));
+                }
+            }
         }
     }
+}
+
+/// What a sink reads and checks.
+#[derive(Copy, Clone, Debug)]
+struct Sink {
+    /// `None`: do not check.
+    pattern: Option<Pattern>,
+    len: usize,
+    mps: usize,
 }
 
 /// Keep one IN transfer queued until the generation changes.
@@ -210,15 +458,17 @@ async fn source_loop<S: ServiceApi>(
 async fn sink_loop<S: ServiceApi>(
     iface: Arc<S>,
     pipe: PipeId,
-    options: Options,
-    mps: usize,
+    sink: Sink,
     generation: Arc<AtomicU64>,
     mine: u64,
 ) {
     while generation.load(Ordering::SeqCst) == mine {
-        match iface.transfer_out(pipe, options.buflen).await {
+        match iface.transfer_out(pipe, sink.len).await {
             Ok(c) => {
-                if let Some(at) = first_mismatch(options.pattern, &c.data, mps) {
+                if let Some(at) = sink
+                    .pattern
+                    .and_then(|p| first_mismatch(p, &c.data, sink.mps))
+                {
                     tracing::warn!(
                         offset = at,
                         "gadget zero: OUT data breaks the pattern; halting the endpoint"
@@ -339,6 +589,99 @@ mod tests {
     #[test]
     fn config_is_valid() {
         let model = usbfn_core::DeviceModel::build(&config()).expect("valid");
-        assert_eq!(model.interfaces[0].alternates[0].endpoints.len(), 2);
+        assert_eq!(model.interfaces[0].alternates[0].endpoints.len(), 4);
+        assert_eq!(model.interfaces[0].alternates[1].endpoints.len(), 6);
+    }
+
+    /// The endpoint descriptor (bytes) for `address` in alternate setting `alt` at `speed`.
+    fn endpoint(options: &Options, speed: BusSpeed, alt: u8, address: u8) -> Vec<u8> {
+        let model = usbfn_core::DeviceModel::build(&config_with(options)).expect("valid");
+        let set = model.descriptor_set(speed).expect("fits");
+        let config = &set.configurations[0];
+        let mut current_alt = None;
+        for d in usbfn_wire::descriptors(config) {
+            let d = d.expect("well formed").bytes;
+            match d.get(1) {
+                Some(4) => current_alt = d.get(3).copied(),
+                Some(5) if current_alt == Some(alt) && d.get(2) == Some(&address) => {
+                    return d.to_vec();
+                }
+                _ => {}
+            }
+        }
+        panic!("no endpoint {address:#04x} in alternate setting {alt}");
+    }
+
+    #[test]
+    fn iso_endpoints_follow_f_sourcesink_and_its_defaults() {
+        let d = Options::default();
+        assert_eq!(
+            (
+                d.isoc_interval,
+                d.isoc_maxpacket,
+                d.isoc_mult,
+                d.isoc_maxburst,
+                d.iso_qlen
+            ),
+            (4, 1024, 0, 0, 8),
+            "the kernel's GZERO_ISOC_INTERVAL, GZERO_ISOC_MAXPACKET, 0, 0, GZERO_SS_ISO_QLEN"
+        );
+        // bmAttributes 1 (isochronous, no sync), wMaxPacketSize, bInterval.
+        assert_eq!(
+            endpoint(&d, BusSpeed::Full, 1, ISO_IN),
+            [7, 5, 0x82, 1, 0xff, 0x03, 4]
+        );
+        assert_eq!(
+            endpoint(&d, BusSpeed::High, 1, ISO_OUT),
+            [7, 5, 0x02, 1, 0x00, 0x04, 4]
+        );
+        let mut o = Options::default();
+        o.apply_list("isoc_interval=1,isoc_mult=2,isoc_maxpacket=512")
+            .expect("valid options");
+        assert_eq!(
+            endpoint(&o, BusSpeed::High, 1, ISO_IN),
+            [7, 5, 0x82, 1, 0x00, 0x12, 1],
+            "512 | 2 << 11"
+        );
+        assert_eq!(o.iso_bytes_per_interval(BusSpeed::High), 1536);
+        o.set("isoc_maxburst", "3").expect("valid");
+        assert_eq!(o.iso_bytes_per_interval(BusSpeed::Super), 512 * 3 * 4);
+        usbfn_core::DeviceModel::build(&config_with(&o)).expect("valid with burst");
+    }
+
+    #[test]
+    fn interrupt_endpoints_in_both_alternate_settings() {
+        let d = Options::default();
+        for alt in [0, 1] {
+            assert_eq!(
+                endpoint(&d, BusSpeed::Full, alt, INT_IN),
+                [7, 5, 0x83, 3, 64, 0, 1]
+            );
+            assert_eq!(
+                endpoint(&d, BusSpeed::High, alt, INT_OUT),
+                [7, 5, 0x03, 3, 0x00, 0x04, 1]
+            );
+        }
+    }
+
+    #[test]
+    fn options_by_name_are_checked() {
+        let mut o = Options::default();
+        assert!(matches!(
+            o.set("isoc_mult", "3"),
+            Err(OptionError::Value { .. })
+        ));
+        assert!(matches!(
+            o.set("isoc_interval", "0"),
+            Err(OptionError::Value { .. })
+        ));
+        assert!(matches!(o.set("nope", "1"), Err(OptionError::Unknown(_))));
+        assert!(matches!(
+            o.apply_list("isoc_mult"),
+            Err(OptionError::Syntax(_))
+        ));
+        assert_eq!(o, Options::default(), "failed sets change nothing");
+        o.apply_list("pattern=1, qlen=4,").expect("valid");
+        assert_eq!((o.pattern, o.qlen), (Pattern::Mod63, 4));
     }
 }
