@@ -365,6 +365,12 @@ impl Device {
             return;
         }
         if urb.endpoint == 0 {
+            if urb.iso.is_some() {
+                // Endpoint 0 is a control endpoint: refused like any iso URB on a non-iso
+                // endpoint, with a result for every packet.
+                self.refuse_urb(urb, CompletionStatus::Invalid);
+                return;
+            }
             self.submit_control_urb(urb);
             return;
         }

@@ -214,6 +214,12 @@ fn iso_endpoints_have_no_halt_and_reject_non_iso_urbs() {
     let c = h.dev.poll_urb_completion().expect("refused");
     assert_eq!(c.status, CompletionStatus::Invalid);
     assert_eq!(c.iso.map(|i| i.packets.len()), Some(2));
+    // So is one to endpoint 0 (found by the core_events fuzz target: it went to the control
+    // queue and completed without per-packet results).
+    iso_urb(&mut h, 0, Direction::In, &[8; 3], Bytes::new());
+    let c = h.dev.poll_urb_completion().expect("refused");
+    assert_eq!(c.status, CompletionStatus::Invalid);
+    assert_eq!(c.iso.map(|i| i.packets.len()), Some(3));
 }
 
 #[test]
