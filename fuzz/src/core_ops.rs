@@ -481,7 +481,7 @@ impl Sim {
             TransferRequest::In { data, .. } => (true, data.len()),
             TransferRequest::Out { capacity } => (false, *capacity),
         };
-        match self.dev.submit_transfer(f, id, pipe, request) {
+        match self.dev.submit_transfer(f, id, pipe, request, self.now) {
             Ok(()) => {
                 self.stats.transfers += 1;
                 self.transfers.insert(
@@ -583,7 +583,7 @@ impl Sim {
                 };
                 match target {
                     Some(id) => {
-                        if self.dev.unlink_urb(id) {
+                        if self.dev.unlink_urb(id, self.now) {
                             self.urbs.remove(&id);
                             self.stats.unlinked += 1;
                         } else {
@@ -596,7 +596,7 @@ impl Sim {
                     None => {
                         let never = UrbId(self.next_urb + 1_000_000);
                         assert!(
-                            !self.dev.unlink_urb(never),
+                            !self.dev.unlink_urb(never, self.now),
                             "unlinked a URB never submitted"
                         );
                     }
@@ -607,7 +607,7 @@ impl Sim {
                 self.refused(r);
             }
             Op::Deactivate(f) => {
-                let r = self.dev.deactivate(self.function(f));
+                let r = self.dev.deactivate(self.function(f), self.now);
                 self.refused(r);
             }
             Op::TransferIn {
@@ -669,7 +669,7 @@ impl Sim {
                 } else {
                     Handshake::Out
                 };
-                let r = self.dev.control_handshake(self.function(function), which);
+                let r = self.dev.control_handshake(self.function(function), which, self.now);
                 self.refused(r);
             }
             Op::SetPipeState {
@@ -680,7 +680,7 @@ impl Sim {
                 let r = self.dev.set_pipe_state(
                     self.function(function),
                     PipeId(u32::from(pipe)),
-                    stall,
+                    stall, self.now,
                 );
                 self.refused(r);
             }
@@ -805,7 +805,7 @@ impl Sim {
         self.dev.bus_reset(BusSpeed::High, self.now);
         self.drain();
         for f in 0..self.functions {
-            let _ = self.dev.deactivate(FunctionId(f));
+            let _ = self.dev.deactivate(FunctionId(f), self.now);
         }
         self.drain();
         assert!(

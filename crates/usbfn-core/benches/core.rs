@@ -94,6 +94,7 @@ fn packetization(c: &mut Criterion) {
                         data: data.clone(),
                         append_zero_packet: false,
                     },
+                    now,
                 )
                 .expect("queued");
                 for _ in 0..transfer / urb {
@@ -111,6 +112,7 @@ fn packetization(c: &mut Criterion) {
                     TransferId(id),
                     OUT_PIPE,
                     TransferRequest::Out { capacity: transfer },
+                    now,
                 )
                 .expect("queued");
                 for _ in 0..transfer / urb {

@@ -29,6 +29,7 @@ fn configuration_starts_bulk_flow_both_ways() {
                 data: Bytes::from_static(b"hello"),
                 append_zero_packet: false,
             },
+            h.now,
         )
         .expect("in");
     let c = h.dev.poll_urb_completion().expect("completed");
@@ -40,6 +41,7 @@ fn configuration_starts_bulk_flow_both_ways() {
             TransferId(2),
             out_pipe,
             TransferRequest::Out { capacity: 4096 },
+            h.now,
         )
         .expect("out");
     let urb = h.bulk_out(1, Bytes::from_static(b"world"));
@@ -63,6 +65,7 @@ fn transfers_before_configuration_are_refused() {
             TransferId(1),
             PipeId(1),
             TransferRequest::Out { capacity: 64 },
+            h.now,
         )
         .expect_err("not configured");
     assert!(matches!(err, ServiceError::InvalidDeviceState(_)), "{err}");
@@ -79,6 +82,7 @@ fn detach_cancels_everything_and_reset_reports_speed() {
             TransferId(1),
             PipeId(2),
             TransferRequest::Out { capacity: 512 },
+            h.now,
         )
         .expect("queued");
     let urb = h.bulk_in(1, 512);
@@ -103,7 +107,7 @@ fn detach_cancels_everything_and_reset_reports_speed() {
 #[test]
 fn deactivate_asks_the_bus_to_disconnect() {
     let mut h = SimHost::new(GZ, BusSpeed::High);
-    h.dev.deactivate(F0).expect("deactivate");
+    h.dev.deactivate(F0, h.now).expect("deactivate");
     assert_eq!(h.dev.poll_bus_request(), Some(BusRequest::Disconnect));
     assert!(!h.dev.is_ready());
 }
@@ -119,6 +123,7 @@ fn service_errors_name_the_problem() {
             TransferId(1),
             PipeId(9),
             TransferRequest::Out { capacity: 1 },
+            h.now,
         )
         .expect_err("no pipe 9");
     assert!(e.to_string().contains("no pipe 9"), "{e}");
@@ -129,6 +134,7 @@ fn service_errors_name_the_problem() {
             TransferId(1),
             PipeId(1),
             TransferRequest::Out { capacity: 1 },
+            h.now,
         )
         .expect_err("wrong direction");
     assert!(matches!(e, ServiceError::InvalidParameter(_)), "{e}");
@@ -141,12 +147,13 @@ fn service_errors_name_the_problem() {
             TransferRequest::Out {
                 capacity: MAX_TRANSFER_LENGTH + 1,
             },
+            h.now,
         )
         .expect_err("too large");
     assert!(matches!(e, ServiceError::LimitExceeded { .. }), "{e}");
     let e = h
         .dev
-        .control_handshake(F0, Handshake::In)
+        .control_handshake(F0, Handshake::In, h.now)
         .expect_err("nothing pending");
     assert!(matches!(e, ServiceError::InvalidDeviceState(_)), "{e}");
 }
@@ -156,8 +163,8 @@ fn unlink_pending_urbs() {
     let mut h = SimHost::new(GZ, BusSpeed::High);
     h.set_configuration(1);
     let urb = h.bulk_in(1, 512);
-    assert!(h.dev.unlink_urb(urb));
-    assert!(!h.dev.unlink_urb(urb));
+    assert!(h.dev.unlink_urb(urb, h.now));
+    assert!(!h.dev.unlink_urb(urb, h.now));
     h.dev
         .submit_transfer(
             F0,
@@ -167,6 +174,7 @@ fn unlink_pending_urbs() {
                 data: Bytes::from_static(b"z"),
                 append_zero_packet: false,
             },
+            h.now,
         )
         .expect("in");
     assert!(
@@ -188,6 +196,7 @@ fn reset_and_unconfigure_cancel_transfers() {
                 data: Bytes::from_static(b"a"),
                 append_zero_packet: false,
             },
+            h.now,
         )
         .expect("in");
     assert!(h.set_configuration(0).status.is_success());
@@ -207,6 +216,7 @@ fn reset_and_unconfigure_cancel_transfers() {
             TransferId(2),
             PipeId(2),
             TransferRequest::Out { capacity: 64 },
+            h.now,
         )
         .expect("out");
     let urb = h.bulk_in(1, 64);
