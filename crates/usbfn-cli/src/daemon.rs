@@ -36,6 +36,10 @@ pub(crate) struct Args {
     /// Speed hosts see.
     #[arg(long, value_enum, default_value = "high")]
     speed: SpeedArg,
+    /// Put the device on this USB device controller (a name in /sys/class/udc) through
+    /// Linux FunctionFS instead of offering it over USB/IP.
+    #[arg(long, value_name = "NAME")]
+    udc: Option<String>,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -54,6 +58,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         None => gadget_zero::config(),
     };
     let dir = usbfn_ipc::path::runtime_dir_or_default(args.runtime_dir.as_deref())?;
+    if let Some(udc) = &args.udc {
+        return crate::ffs::daemon(udc, &config, &dir).await;
+    }
     let controller = Controller::new(&config).context("building the device")?;
     let sockets = InterfaceSockets::bind(&controller, &dir)?;
     let speed = BusSpeed::from(args.speed);

@@ -11,9 +11,16 @@ pub(crate) struct Args {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// List this machine's USB device controllers (/sys/class/udc) and what is bound to
+    /// them, for `usbfn serve --udc` / `usbfn daemon --udc`, instead of a server's exports.
+    #[arg(long)]
+    udc: bool,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    if args.udc {
+        return crate::ffs::list_udcs(args.json);
+    }
     let addr = crate::server_addr(&args.server)?;
     let devices = usbfn_usbip::client::list_devices(addr).await?;
     if args.json {

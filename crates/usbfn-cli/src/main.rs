@@ -3,6 +3,7 @@
 mod alloc;
 mod bench;
 mod daemon;
+mod ffs;
 mod list;
 mod probe;
 mod serve;
@@ -26,7 +27,8 @@ struct Cli {
 enum Command {
     /// Export devices over USB/IP (default: Gadget Zero on 127.0.0.1:3240).
     Serve(serve::Args),
-    /// List the devices a USB/IP server exports (like `usbip list -r`).
+    /// List the devices a USB/IP server exports (like `usbip list -r`), or with --udc this
+    /// machine's USB device controllers.
     List(list::Args),
     /// Import a device, enumerate it and print its descriptors (like `lsusb -v`).
     Probe(probe::Args),

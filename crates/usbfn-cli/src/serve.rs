@@ -29,6 +29,10 @@ pub(crate) struct Args {
     /// Write every URB and completion to this file as a usbmon pcap (Wireshark opens it).
     #[arg(long)]
     pcap: Option<PathBuf>,
+    /// Serve on this USB device controller (a name in /sys/class/udc) through Linux
+    /// FunctionFS instead of USB/IP. See `usbfn list --udc`.
+    #[arg(long, value_name = "NAME")]
+    udc: Option<String>,
     /// Gadget Zero data pattern: 0 zeros, 1 `(i % wMaxPacketSize) % 63`.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     pattern: u8,
@@ -105,6 +109,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             buflen: None,
         }],
     };
+    if let Some(udc) = &args.udc {
+        let [entry] = &entries[..] else {
+            bail!("--udc serves one device; {} are configured", entries.len());
+        };
+        if entry.function != "gadget-zero" {
+            bail!(
+                "device[0].function is {:?}: the built-in functions are \"gadget-zero\"",
+                entry.function
+            );
+        }
+        return crate::ffs::serve(udc, gadget_zero_options(0, entry)?).await;
+    }
     let mut builder = Server::builder();
     let mut exported = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
@@ -150,17 +166,7 @@ fn start_function(index: usize, entry: &DeviceEntry) -> anyhow::Result<Controlle
         "gadget-zero" => {
             let controller = Controller::new(&gadget_zero::config())?;
             let iface = controller.open(gadget_zero::INTERFACE_NAME)?;
-            let pattern = match entry.pattern {
-                0 => gadget_zero::Pattern::Zeros,
-                1 => gadget_zero::Pattern::Mod63,
-                p => bail!("device[{index}].pattern is {p}: 0 or 1 allowed"),
-            };
-            let defaults = gadget_zero::Options::default();
-            let options = gadget_zero::Options {
-                pattern,
-                qlen: entry.qlen.unwrap_or(defaults.qlen).clamp(1, 256),
-                buflen: entry.buflen.unwrap_or(defaults.buflen).clamp(1, 1 << 20),
-            };
+            let options = gadget_zero_options(index, entry)?;
             tokio::spawn(async move {
                 if let Err(e) = gadget_zero::run(iface, options).await {
                     tracing::error!(error = %e, "gadget zero stopped");
@@ -172,6 +178,20 @@ fn start_function(index: usize, entry: &DeviceEntry) -> anyhow::Result<Controlle
             "device[{index}].function is {other:?}: the built-in functions are \"gadget-zero\""
         ),
     }
+}
+
+fn gadget_zero_options(index: usize, entry: &DeviceEntry) -> anyhow::Result<gadget_zero::Options> {
+    let pattern = match entry.pattern {
+        0 => gadget_zero::Pattern::Zeros,
+        1 => gadget_zero::Pattern::Mod63,
+        p => bail!("device[{index}].pattern is {p}: 0 or 1 allowed"),
+    };
+    let defaults = gadget_zero::Options::default();
+    Ok(gadget_zero::Options {
+        pattern,
+        qlen: entry.qlen.unwrap_or(defaults.qlen).clamp(1, 256),
+        buflen: entry.buflen.unwrap_or(defaults.buflen).clamp(1, 1 << 20),
+    })
 }
 
 async fn shutdown_signal() {
