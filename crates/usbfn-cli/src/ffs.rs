@@ -13,14 +13,46 @@ use crate::daemon::shutdown_signal;
 
 /// `usbfn serve --udc NAME`: Gadget Zero (the built-in function) on the controller until
 /// SIGINT/SIGTERM; the gadget is removed on the way out.
+///
+/// The device and its service run on a current-thread runtime of their own: every transfer
+/// completion (the AIO reaper) wakes a service task, and on one thread that wake-up is a
+/// function call instead of a cross-thread hand-off.
 pub(crate) async fn serve(udc: &str, options: gadget_zero::Options) -> anyhow::Result<()> {
+    let udc = udc.to_owned();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("usbfn-ffs".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(serve_here(&udc, options, stop_rx)));
+            let _ = done_tx.send(result);
+        })?;
+    let mut done_rx = done_rx;
+    tokio::select! {
+        () = shutdown_signal() => {
+            let _ = stop_tx.send(());
+            done_rx.await?
+        }
+        r = &mut done_rx => r?,
+    }
+}
+
+async fn serve_here(
+    udc: &str,
+    options: gadget_zero::Options,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<()> {
     let device = FfsDevice::new(&gadget_zero::config(), &FfsOptions::new(udc))
         .with_context(|| format!("setting up Gadget Zero on {udc}"))?;
     let iface = device.open(gadget_zero::INTERFACE_NAME)?;
     let service = tokio::spawn(gadget_zero::run(iface, options));
     println!("usbfn: serving gadget-zero through FunctionFS on UDC {udc}");
     tokio::select! {
-        () = shutdown_signal() => {}
+        _ = stop => {}
         r = service => match r {
             Ok(Ok(())) => tracing::info!("gadget zero ended"),
             Ok(Err(e)) => tracing::error!(error = %e, "gadget zero stopped"),
