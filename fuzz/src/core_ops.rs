@@ -586,7 +586,7 @@ impl Sim {
                 };
                 match target {
                     Some(id) => {
-                        if self.dev.unlink_urb(id) {
+                        if self.dev.unlink_urb(id, self.now) {
                             self.urbs.remove(&id);
                             self.stats.unlinked += 1;
                         } else {
@@ -599,7 +599,7 @@ impl Sim {
                     None => {
                         let never = UrbId(self.next_urb + 1_000_000);
                         assert!(
-                            !self.dev.unlink_urb(never),
+                            !self.dev.unlink_urb(never, self.now),
                             "unlinked a URB never submitted"
                         );
                     }
@@ -610,7 +610,7 @@ impl Sim {
                 self.refused(r);
             }
             Op::Deactivate(f) => {
-                let r = self.dev.deactivate(self.function(f));
+                let r = self.dev.deactivate(self.function(f), self.now);
                 self.refused(r);
             }
             Op::TransferIn {
@@ -672,7 +672,7 @@ impl Sim {
                 } else {
                     Handshake::Out
                 };
-                let r = self.dev.control_handshake(self.function(function), which);
+                let r = self.dev.control_handshake(self.function(function), which, self.now);
                 self.refused(r);
             }
             Op::SetPipeState {
@@ -683,7 +683,7 @@ impl Sim {
                 let r = self.dev.set_pipe_state(
                     self.function(function),
                     PipeId(u32::from(pipe)),
-                    stall,
+                    stall, self.now,
                 );
                 self.refused(r);
             }
@@ -825,7 +825,7 @@ impl Sim {
         self.dev.bus_reset(BusSpeed::High, self.now);
         self.drain();
         for f in 0..self.functions {
-            let _ = self.dev.deactivate(FunctionId(f));
+            let _ = self.dev.deactivate(FunctionId(f), self.now);
         }
         self.drain();
         assert!(

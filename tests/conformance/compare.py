@@ -34,7 +34,14 @@ run instead: every usbfn case must pass (there is no kernel device-side referenc
 iso over USB/IP: usbip-vudc's results are printed next to usbfn's, not compared), and every
 "pace <speed>: ..." verdict must be pass; it closes with "conformance iso: N passed, M failed".
 
-Usage: compare.py LOG [--markdown FILE] [--retried FIRST_LOG]
+
+With --prefix ffs the log is the FunctionFS run (guest/ffs-vs-kernel.sh): ffs-<set> is
+paired with kernel-<set> (both on dummy_hcd, so SG refusals are compared like any result),
+its "check" lines are required, and the benchmark is bench-ffs vs bench-kernel (the kernel's
+SourceSink on the same dummy_hcd). Every ffs-<set> line is compared; the closing line is
+"conformance (ffs): N compared, M matched, K failed".
+
+Usage: compare.py LOG [--prefix usbfn|ffs] [--markdown FILE] [--retried FIRST_LOG]
        compare.py --iso LOG
        (FILE gets the benchmark table in Markdown)
 """
@@ -93,6 +100,9 @@ def main():
     log = args[0]
     markdown = args[args.index("--markdown") + 1] if "--markdown" in args else None
     retried = args[args.index("--retried") + 1] if "--retried" in args else None
+    prefix = args[args.index("--prefix") + 1] if "--prefix" in args else "usbfn"
+    if prefix == "ffs":
+        return compare_ffs(log, markdown)
     results = parse(log)
     sets = sorted({label[len("usbfn-"):] for (label, _) in results if label.startswith("usbfn-")})
     passed = failed = hcd_only = 0
@@ -204,6 +214,68 @@ def iso_main(log):
         print("no usbfn iso/interrupt results in the log")
         failed += 1
     print(f"conformance iso: {passed} passed, {failed} failed")
+
+
+def compare_ffs(log, markdown):
+    """The FunctionFS run: ffs-<set> against kernel-<set>, the checks, bench-ffs/bench-kernel."""
+    results = parse(log)
+    checks = parse_checks(log)
+    failed = 0
+    for name, verdict, detail in checks:
+        print(f"check {name}: {verdict} {detail}".rstrip())
+        failed += verdict != "pass"
+    required = ("ffs-enumerate", "ffs-cleanup", "ffs-error-no-udc", "ffs-error-udc-busy",
+                "ffs-stale-gadget-removed", "ffs-daemon-usbtest", "ffs-daemon-kill9-disconnects",
+                "ffs-daemon-restart-usbtest", "ffs-daemon-survives", "ffs-daemon-cleanup",
+                "ffs-composite-two-services")
+    for name in required:
+        if name not in {c[0] for c in checks}:
+            print(f"check {name}: missing from the log")
+            failed += 1
+    sets = sorted({label[len("ffs-"):] for (label, _) in results
+                   if label.startswith("ffs-") and f"kernel-{label[len('ffs-'):]}" in
+                   {l for (l, _) in results}})
+    compared = matched = 0
+    print(f"{'parameter set':<16} {'case':>4}  {'kernel dummy_hcd':<18} {'usbfn FunctionFS':<18} verdict")
+    for s in sets:
+        cases = sorted({c for (label, c) in results if label in (f"ffs-{s}", f"kernel-{s}")})
+        for case in cases:
+            k = results.get((f"kernel-{s}", case))
+            u = results.get((f"ffs-{s}", case))
+            ko = k[0] if k else "missing"
+            uo = u[0] if u else "missing"
+            ok = k is not None and u is not None and ko == uo
+            compared += 1
+            matched += ok
+            print(f"{s:<16} {case:>4}  {ko:<18} {uo:<18} {'ok' if ok else 'DIFFERS'}")
+    if not sets:
+        print("no ffs results in the log")
+        failed += 1
+    bench = []
+    for case in (1, 2, 27, 28):
+        u = results.get(("bench-ffs", case))
+        k = results.get(("bench-kernel", case))
+        if u and k and u[0] == "pass" and k[0] == "pass":
+            bench.append((case, u[1], k[1], u[1] / k[1] if k[1] > 0 else float("inf"), u[2]))
+    if bench:
+        m = bench[0][4]
+        print()
+        print(f"benchmark (usbtest, iterations {m['it']}, length {m['len']}, sglen {m['sg']}; "
+              "both on dummy_hcd high speed in the same guest)")
+        print(f"{'case':>4}  {'usbfn FunctionFS s':>18}  {'kernel SourceSink s':>20}  {'usbfn/kernel':>12}")
+        for case, us, ks, ratio, _ in bench:
+            print(f"{case:>4}  {us:>18.3f}  {ks:>20.3f}  {ratio:>12.2f}")
+        if markdown:
+            with open(markdown, "w", encoding="utf-8") as f:
+                f.write(f"usbtest, iterations {m['it']}, length {m['len']}, sglen {m['sg']}, TCG guest, "
+                        "dummy_hcd at high speed, both gadgets in the same boot\n\n")
+                f.write("| case | usbfn on FunctionFS (s) | kernel SourceSink (s) | usbfn time / kernel time |\n")
+                f.write("|---:|---:|---:|---:|\n")
+                for case, us, ks, ratio, _ in bench:
+                    f.write(f"| {case} | {us:.3f} | {ks:.3f} | {ratio:.2f} |\n")
+    print()
+    failed += compared - matched
+    print(f"conformance (ffs): {compared} compared, {matched} matched, {failed} failed")
     return 0 if failed == 0 else 1
 
 

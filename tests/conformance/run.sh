@@ -3,6 +3,11 @@
 # guest once, runs usbtest against usbfn's Gadget Zero and against the kernel's own
 # SourceSink with the same parameters, and requires the same result for every case.
 #
+# A third boot runs usbfn on a real device controller through Linux FunctionFS (dummy_hcd's
+# dummy_udc.0) against the kernel's SourceSink on the same controller, plus the FunctionFS
+# checks (errors, stale gadgets, the daemon with a kill -9'd service, a composite device):
+# guest/ffs-vs-kernel.sh, judged by compare.py --prefix ffs. FFS_ROUNDS=0 skips it.
+#
 # Usage: tests/conformance/run.sh [--bench-markdown FILE] [run-guest.sh --env KEY=VALUE ...]
 # USBFN_BIN=/path/to/usbfn skips building it.
 # Exit status: 0 when every case matches the kernel's; 1 otherwise; 2+ on setup errors.
@@ -66,6 +71,16 @@ if [ "${ISO_CONFORMANCE:-1}" = 1 ]; then
     "$here/guest/iso-interrupt.sh" "$usbfn" || iso_rc=$?
   python3 "$here/compare.py" --iso "$build/iso-interrupt.log" || iso_rc=$((iso_rc == 0 ? 1 : iso_rc))
 fi
+ffs_rc=0
+ffs_cmp=0
+if [ "${FFS_ROUNDS:-1}" != 0 ]; then
+  echo "==> booting the guest: usbfn on FunctionFS (dummy_hcd) against the kernel's SourceSink"
+  "$here/run-guest.sh" --quiet --timeout 1500 --log "$build/ffs-vs-kernel.log" "$@" \
+    "$here/guest/ffs-vs-kernel.sh" "$usbfn" || ffs_rc=$?
+  ffs_args=("$build/ffs-vs-kernel.log" --prefix ffs)
+  [ -n "$bench_md" ] && ffs_args+=(--markdown "${bench_md%.md}-ffs.md")
+  python3 "$here/compare.py" "${ffs_args[@]}" || ffs_cmp=$?
+fi
 echo "conformance run took $(( $(date +%s) - t0 )) s (guest exit $rc, log $log)"
 if [ "$rc" -ne 0 ]; then
   echo "the guest run did not complete (exit $rc)"
@@ -75,8 +90,13 @@ if [ "$iso_rc" -ne 0 ]; then
   echo "the isochronous/interrupt run failed (exit $iso_rc, log $build/iso-interrupt.log)"
   exit 1
 fi
+if [ "$ffs_rc" -ne 0 ]; then
+  echo "the FunctionFS guest run did not complete (exit $ffs_rc, log $build/ffs-vs-kernel.log)"
+  exit 2
+fi
 if [ "$stress_rc" -ne 0 ]; then
   echo "the unlink stress run failed (exit $stress_rc, log $build/unlink-stress.log)"
   exit 1
 fi
+if [ "$ffs_cmp" -ne 0 ]; then exit 1; fi
 exit "$cmp"

@@ -39,6 +39,10 @@ pub(crate) struct Args {
     /// Speed hosts see, when the device file gives no `usbip.speed`.
     #[arg(long, value_enum, default_value = "high")]
     speed: SpeedArg,
+    /// Put the device on this USB device controller (a name in /sys/class/udc) through
+    /// Linux FunctionFS instead of offering it over USB/IP.
+    #[arg(long, value_name = "NAME")]
+    udc: Option<String>,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -46,7 +50,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let device = match &args.config {
         Some(path) => device_file::load(path)?,
         None => DeviceFile {
-            config: gadget_zero::config(),
+            // On a controller (FunctionFS) Gadget Zero offers bulk only, as f_sourcesink does
+            // on a UDC without isochronous endpoints.
+            config: if args.udc.is_some() {
+                gadget_zero::bulk_only_config(&gadget_zero::Options::default())
+            } else {
+                gadget_zero::config()
+            },
             function: None,
             usbip: UsbipSection::default(),
         },
@@ -69,6 +79,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let dir = usbfn_ipc::path::runtime_dir_or_default(args.runtime_dir.as_deref())?;
+    if let Some(udc) = &args.udc {
+        if device.function.is_some() {
+            bail!(
+                "--udc runs a device whose interfaces are served by service processes; a [function] device runs under `usbfn serve --udc`"
+            );
+        }
+        return crate::ffs::daemon(udc, config, &dir).await;
+    }
     let controller = match &device.function {
         Some(f) => crate::serve::start_builtin(config, f)?,
         None => Controller::new(config).context("building the device")?,

@@ -19,9 +19,16 @@ pub(crate) struct Args {
     /// Seconds to wait for the server's answer (connecting included).
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = crate::util::seconds)]
     timeout: f64,
+    /// List this machine's USB device controllers (/sys/class/udc) and what is bound to
+    /// them, for `usbfn serve --udc` / `usbfn daemon --udc`, instead of a server's exports.
+    #[arg(long)]
+    udc: bool,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    if args.udc {
+        return crate::ffs::list_udcs(args.json);
+    }
     let addr = crate::server_addr(&args.server)?;
     let devices = list_devices(addr, args.timeout).await?;
     if args.json {

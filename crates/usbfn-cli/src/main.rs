@@ -5,6 +5,7 @@ mod bench;
 mod config_cmd;
 mod daemon;
 mod device_file;
+mod ffs;
 mod list;
 mod local;
 mod probe;
@@ -32,7 +33,8 @@ struct Cli {
 enum Command {
     /// Export devices over USB/IP (default: Gadget Zero on 127.0.0.1:3240).
     Serve(serve::Args),
-    /// List the devices a USB/IP server exports (like `usbip list -r`).
+    /// List the devices a USB/IP server exports (like `usbip list -r`), or with --udc this
+    /// machine's USB device controllers.
     List(list::Args),
     /// Import a device, enumerate it and print its descriptors (like `lsusb -v`).
     Probe(probe::Args),

@@ -30,6 +30,10 @@ pub(crate) struct Args {
     /// Speed hosts see, for devices whose file gives no `usbip.speed`.
     #[arg(long, value_enum, default_value = "high")]
     speed: SpeedArg,
+    /// Serve on this USB device controller (a name in /sys/class/udc) through Linux
+    /// FunctionFS instead of USB/IP. See `usbfn list --udc`.
+    #[arg(long, value_name = "NAME")]
+    udc: Option<String>,
     /// Gadget Zero data pattern (the default device): 0 zeros, 1 `(i % wMaxPacketSize) % 63`.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     pattern: u8,
@@ -93,6 +97,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         bail!(
             "--function sets the default device; with --config, give the function and its options in the file's [function] section"
         );
+    }
+    if let Some(udc) = &args.udc {
+        let [(path, device)] = &devices[..] else {
+            bail!("--udc serves one device; {} are configured", devices.len());
+        };
+        let Some(Builtin::GadgetZero(options)) = &device.function else {
+            bail!(
+                "{}: serve --udc runs the built-in gadget-zero; a device served by service processes runs under `usbfn daemon --udc`",
+                path.display()
+            );
+        };
+        return crate::ffs::serve(udc, options.clone()).await;
     }
     let limits = merge_usbip(devices.iter().map(|(p, d)| (p.as_path(), &d.usbip)))?;
     let mut builder = Server::builder();

@@ -420,7 +420,8 @@ impl Device {
 
     /// The host cancels a URB. True: it was pending and is gone (no completion will come);
     /// false: unknown or already completed.
-    pub fn unlink_urb(&mut self, id: UrbId) -> bool {
+    pub fn unlink_urb(&mut self, id: UrbId, now: Instant) -> bool {
+        self.now = now;
         if let Some(pos) = self.control_queue.iter().position(|u| u.id == id) {
             self.control_queue.remove(pos);
             return true;
@@ -493,8 +494,9 @@ impl Device {
 
     /// `DEACTIVATE_USB_BUS`: the function's transfers are cancelled and a connected host is
     /// disconnected (the bus is asked to detach).
-    pub fn deactivate(&mut self, f: FunctionId) -> Result<(), ServiceError> {
+    pub fn deactivate(&mut self, f: FunctionId, now: Instant) -> Result<(), ServiceError> {
         self.function(f)?;
+        self.now = now;
         if !self.functions[f.0].active {
             return Ok(());
         }
@@ -637,8 +639,10 @@ impl Device {
         f: FunctionId,
         pipe: PipeId,
         stall: bool,
+        now: Instant,
     ) -> Result<(), ServiceError> {
         self.function(f)?;
+        self.now = now;
         if pipe == PipeId::CONTROL {
             if !stall {
                 return Ok(());
@@ -680,8 +684,10 @@ impl Device {
         &mut self,
         f: FunctionId,
         _which: Handshake,
+        now: Instant,
     ) -> Result<(), ServiceError> {
         self.function(f)?;
+        self.now = now;
         match &self.pending {
             Some(p) if p.function == f => {
                 if p.stage == SetupStage::Data && p.urb.setup.w_length > 0 {

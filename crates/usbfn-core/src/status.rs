@@ -99,6 +99,20 @@ impl CompletionStatus {
             .map(|(s, _, _)| *s)
     }
 
+    /// The status for the (negative) result of a FunctionFS endpoint I/O: the FunctionFS
+    /// column of the table. FunctionFS reports the UDC request's status as is, plus its own
+    /// codes: `-EAGAIN` (a non-blocking endpoint file that is not enabled) and `-EINTR`
+    /// (an interrupted request) mean the transfer never ran; `-EBADMSG` and `-EL2HLT` are
+    /// the answers to a deliberate halt.
+    pub fn from_functionfs_errno(errno: i32) -> Self {
+        match errno {
+            -11 | -19 | -108 => Self::Shutdown, // -EAGAIN, -ENODEV, -ESHUTDOWN
+            -104 | -4 | -2 => Self::Cancelled,  // -ECONNRESET, -EINTR, -ENOENT (dequeued)
+            -74 | -51 => Self::Stall,           // -EBADMSG, -EL2HLT
+            other => Self::from_errno(other).unwrap_or(Self::Invalid),
+        }
+    }
+
     /// True for [`CompletionStatus::Success`].
     pub fn is_success(self) -> bool {
         self == Self::Success
@@ -142,6 +156,18 @@ mod tests {
             Some(CompletionStatus::Shutdown)
         );
         assert_eq!(CompletionStatus::from_errno(-1), None);
+    }
+
+    #[test]
+    fn functionfs_errno_values() {
+        use CompletionStatus as S;
+        assert_eq!(S::from_functionfs_errno(-108), S::Shutdown);
+        assert_eq!(S::from_functionfs_errno(-11), S::Shutdown);
+        assert_eq!(S::from_functionfs_errno(-104), S::Cancelled);
+        assert_eq!(S::from_functionfs_errno(-32), S::Stall);
+        assert_eq!(S::from_functionfs_errno(-51), S::Stall);
+        assert_eq!(S::from_functionfs_errno(-75), S::Babble);
+        assert_eq!(S::from_functionfs_errno(-5), S::Invalid);
     }
 
     #[test]

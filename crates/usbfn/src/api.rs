@@ -1,6 +1,8 @@
-//! [`ServiceApi`]: the GenericUSBFn service API as a trait, so one service runs in-process
-//! (on an [`Interface`] from [`crate::Controller::open`]) or in a process of its own (on
-//! `usbfn_ipc::RemoteInterface`, which speaks the daemon's IOCTL socket).
+//! [`ServiceApi`] (defined in `usbfn-api`, the backend seam) for the bus-backed
+//! [`Interface`], and [`Backend`] for [`Controller`]: one service runs in-process (on an
+//! [`Interface`] from [`crate::Controller::open`]), in a process of its own (on
+//! `usbfn_ipc::RemoteInterface`, which speaks the daemon's IOCTL socket) or on a real
+//! controller (`usbfn_ffs::FfsInterface`, Linux FunctionFS).
 //!
 //! Moving a service out of the daemon's process is one line:
 //!
@@ -20,70 +22,11 @@ use std::future::Future;
 use bytes::Bytes;
 use usbfn_core::{BusEvent, BusSpeed, ClassInfo, PipeId, TransferCompletion};
 
-use crate::error::Error;
+use usbfn_api::{Backend, InterfaceEntry, ServiceApi};
+
+use crate::Error;
+use crate::controller::Controller;
 use crate::interface::{Interface, Transfer};
-
-/// An opened GenericUSBFn interface, in-process or remote: one method per IOCTL.
-///
-/// Implementations are shared between tasks (`Arc<impl ServiceApi>`), so every future they
-/// return is `Send`.
-pub trait ServiceApi: Send + Sync + 'static {
-    /// A transfer in flight: resolves to its completion (`Err(Error::Transfer(status))` when
-    /// it did not succeed); dropping it unfinished cancels it.
-    type Transfer: Future<Output = Result<TransferCompletion, Error>> + Send + 'static;
-
-    /// `IOCTL_GENERICUSBFN_GET_CLASS_INFO`: pipes per speed, name and GUID.
-    fn class_info(&self) -> impl Future<Output = Result<ClassInfo, Error>> + Send;
-
-    /// `IOCTL_GENERICUSBFN_ACTIVATE_USB_BUS`: the service is ready for the host.
-    fn activate_bus(&self) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// `IOCTL_GENERICUSBFN_DEACTIVATE_USB_BUS`: the host is disconnected.
-    fn deactivate_bus(&self) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// `IOCTL_GENERICUSBFN_BUS_EVENT_NOTIFICATION`: the next bus event.
-    fn next_event(&self) -> impl Future<Output = Result<BusEvent, Error>> + Send;
-
-    /// `IOCTL_GENERICUSBFN_TRANSFER_IN`: send `data` on an IN pipe (or answer a setup
-    /// packet's IN data stage on pipe 0).
-    fn transfer_in(&self, pipe: PipeId, data: Bytes) -> Self::Transfer;
-
-    /// `IOCTL_GENERICUSBFN_TRANSFER_IN_APPEND_ZERO_PKT`.
-    fn transfer_in_append_zero(&self, pipe: PipeId, data: Bytes) -> Self::Transfer;
-
-    /// `IOCTL_GENERICUSBFN_TRANSFER_OUT`: receive up to `capacity` bytes.
-    fn transfer_out(&self, pipe: PipeId, capacity: usize) -> Self::Transfer;
-
-    /// `IOCTL_GENERICUSBFN_CONTROL_STATUS_HANDSHAKE_IN`.
-    fn control_status_handshake_in(&self) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// `IOCTL_GENERICUSBFN_CONTROL_STATUS_HANDSHAKE_OUT`.
-    fn control_status_handshake_out(&self) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// `IOCTL_GENERICUSBFN_GET_PIPE_STATE`: true when stalled.
-    fn get_pipe_state(&self, pipe: PipeId) -> impl Future<Output = Result<bool, Error>> + Send;
-
-    /// `IOCTL_GENERICUSBFN_SET_PIPE_STATE`: stall (true) or clear (false) a pipe.
-    fn set_pipe_state(
-        &self,
-        pipe: PipeId,
-        stall: bool,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// `IOCTL_GENERICUSBFN_GET_INTERFACE_DESCRIPTOR_SET`: the interface's descriptors.
-    fn interface_descriptor_set(
-        &self,
-        interface_number: u8,
-        speed: BusSpeed,
-    ) -> impl Future<Output = Result<Vec<u8>, Error>> + Send;
-
-    /// `IOCTL_GENERICUSBFN_REGISTER_USB_STRING`.
-    fn register_usb_string(
-        &self,
-        index: u8,
-        text: &str,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
-}
 
 /// The in-process interface: each request is answered by the controller at once.
 impl ServiceApi for Interface {
@@ -115,6 +58,12 @@ impl ServiceApi for Interface {
 
     fn transfer_out(&self, pipe: PipeId, capacity: usize) -> Transfer {
         Interface::transfer_out(self, pipe, capacity)
+    }
+
+    fn raw_completion(
+        transfer: Transfer,
+    ) -> impl Future<Output = Result<TransferCompletion, Error>> + Send {
+        transfer.completion()
     }
 
     fn control_status_handshake_in(&self) -> impl Future<Output = Result<(), Error>> + Send {
@@ -155,6 +104,31 @@ impl ServiceApi for Interface {
         text: &str,
     ) -> impl Future<Output = Result<(), Error>> + Send {
         std::future::ready(Interface::register_usb_string(self, index, text))
+    }
+}
+
+/// The bus-backed controller is a backend the daemon can front.
+impl Backend for Controller {
+    type Interface = Interface;
+
+    fn interfaces(&self) -> Vec<InterfaceEntry> {
+        self.with_model(|m| {
+            m.interfaces
+                .iter()
+                .map(|i| InterfaceEntry {
+                    name: i.name.clone(),
+                    guid: i.guid.clone(),
+                })
+                .collect()
+        })
+    }
+
+    fn open(&self, guid_or_name: &str) -> Result<Interface, Error> {
+        Controller::open(self, guid_or_name)
+    }
+
+    fn ready_watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        Controller::ready_watch(self)
     }
 }
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::runtime::Handle;
 use usbfn_core::{BusEvent, PipeId, TransferCompletion};
 
-use crate::error::Error;
+use crate::Error;
 
 /// A blocking [`crate::Interface`]. Calls must not be made from inside an async runtime.
 #[derive(Debug)]

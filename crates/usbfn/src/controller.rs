@@ -18,7 +18,7 @@ use usbfn_core::{
     TransferId, UrbCompletion,
 };
 
-use crate::error::Error;
+use crate::Error;
 use crate::interface::Interface;
 
 /// What the core sends a bus.
@@ -301,7 +301,7 @@ impl BusPort {
     /// Unlink a URB. True: it was pending and will never complete.
     pub fn unlink(&self, id: usbfn_core::UrbId) -> bool {
         let mut inner = self.shared.lock();
-        let removed = inner.device.unlink_urb(id);
+        let removed = inner.device.unlink_urb(id, Instant::now());
         self.shared.dispatch(&mut inner);
         removed
     }

@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 use usbfn_core::{BusSpeed, CompletionStatus, Urb, UrbCompletion, UrbId};
 use usbfn_wire::{DescriptorType, Direction, Recipient, RequestType, SetupPacket, StandardRequest};
 
+use crate::Error;
 use crate::controller::{BusOutput, BusPort, Controller, IdMap};
-use crate::error::Error;
 
 type Pending = Arc<Mutex<IdMap<UrbId, oneshot::Sender<UrbCompletion>>>>;
 

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -12,8 +13,8 @@ use usbfn_core::{
     TransferCompletion, TransferId, TransferRequest,
 };
 
+use crate::Error;
 use crate::controller::Shared;
-use crate::error::Error;
 
 /// An opened interface (a GenericUSBFn handle). Dropping it deactivates the bus for it: a
 /// connected host sees the device go away.
@@ -55,7 +56,7 @@ impl Interface {
 
     /// `IOCTL_GENERICUSBFN_DEACTIVATE_USB_BUS`: the host is disconnected.
     pub fn deactivate_bus(&self) -> Result<(), Error> {
-        self.call(|d, f| d.deactivate(f))
+        self.call(|d, f| d.deactivate(f, Instant::now()))
     }
 
     /// `IOCTL_GENERICUSBFN_BUS_EVENT_NOTIFICATION`: the next bus event.
@@ -112,12 +113,12 @@ impl Interface {
 
     /// `IOCTL_GENERICUSBFN_CONTROL_STATUS_HANDSHAKE_IN`.
     pub fn control_status_handshake_in(&self) -> Result<(), Error> {
-        self.call(|d, f| d.control_handshake(f, Handshake::In))
+        self.call(|d, f| d.control_handshake(f, Handshake::In, Instant::now()))
     }
 
     /// `IOCTL_GENERICUSBFN_CONTROL_STATUS_HANDSHAKE_OUT`.
     pub fn control_status_handshake_out(&self) -> Result<(), Error> {
-        self.call(|d, f| d.control_handshake(f, Handshake::Out))
+        self.call(|d, f| d.control_handshake(f, Handshake::Out, Instant::now()))
     }
 
     /// `IOCTL_GENERICUSBFN_GET_PIPE_STATE`: true when stalled.
@@ -132,7 +133,7 @@ impl Interface {
     /// `IOCTL_GENERICUSBFN_SET_PIPE_STATE`: stall (true) or clear (false) a pipe; stalling
     /// pipe 0 refuses the setup packet being answered.
     pub fn set_pipe_state(&self, pipe: PipeId, stall: bool) -> Result<(), Error> {
-        self.call(|d, f| d.set_pipe_state(f, pipe, stall))
+        self.call(|d, f| d.set_pipe_state(f, pipe, stall, Instant::now()))
     }
 
     /// `IOCTL_GENERICUSBFN_GET_INTERFACE_DESCRIPTOR_SET`.
@@ -169,13 +170,9 @@ impl Interface {
         inner.next_transfer += 1;
         let (tx, rx) = oneshot::channel();
         inner.waiters.insert(id, tx);
-        let result = inner.device.submit_transfer(
-            self.function,
-            id,
-            pipe,
-            request,
-            std::time::Instant::now(),
-        );
+        let result = inner
+            .device
+            .submit_transfer(self.function, id, pipe, request, Instant::now());
         let early = match result {
             Ok(()) => None,
             Err(e) => {
@@ -196,7 +193,7 @@ impl Interface {
 impl Drop for Interface {
     fn drop(&mut self) {
         let mut inner = self.shared.lock();
-        let _ = inner.device.deactivate(self.function);
+        let _ = inner.device.deactivate(self.function, Instant::now());
         if let Some(open) = inner.opened.get_mut(self.function.0) {
             *open = false;
         }

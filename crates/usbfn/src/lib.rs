@@ -48,16 +48,14 @@
 mod api;
 pub mod blocking;
 mod controller;
-mod error;
 pub mod functions;
 pub mod host;
 mod interface;
 pub mod ioctl;
 
-pub use api::ServiceApi;
 pub use controller::{BusOutput, BusPort, Controller};
-pub use error::Error;
 pub use interface::{Interface, Transfer};
+pub use usbfn_api::{Backend, Error, InterfaceEntry, ServiceApi};
 pub use usbfn_core::{
     BusEvent, BusSpeed, ClassInfo, CompletionStatus, DeviceConfig, FunctionId, PipeId,
     TransferCompletion, UrbCompletion,

@@ -200,7 +200,7 @@ fn iso_endpoints_have_no_halt_and_reject_non_iso_urbs() {
         &[],
     );
     assert_eq!(c.status, CompletionStatus::Stall);
-    assert!(h.dev.set_pipe_state(F0, pipe, true).is_err());
+    assert!(h.dev.set_pipe_state(F0, pipe, true, h.now).is_err());
     let bulk = h.bulk_in(4, 1024);
     let c = h.dev.poll_urb_completion().expect("refused");
     assert_eq!((c.id, c.status), (bulk, CompletionStatus::Invalid));
@@ -303,7 +303,7 @@ fn unlinking_a_paced_interrupt_urb_answers_nothing_more() {
         .expect("queued");
     let urb = h.bulk_in(3, 64);
     assert!(h.dev.poll_timeout().is_some());
-    assert!(h.dev.unlink_urb(urb));
+    assert!(h.dev.unlink_urb(urb, h.now));
     h.dev.handle_timeout(now + Duration::from_secs(1));
     assert!(h.dev.poll_urb_completion().is_none());
     assert_eq!(h.dev.poll_timeout(), None);

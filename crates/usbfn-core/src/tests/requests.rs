@@ -37,7 +37,9 @@ fn halt_and_clear_from_the_host() {
 fn service_stall_is_seen_by_the_host() {
     let mut h = SimHost::new(GZ, BusSpeed::High);
     h.set_configuration(1);
-    h.dev.set_pipe_state(F0, PipeId(2), true).expect("stall");
+    h.dev
+        .set_pipe_state(F0, PipeId(2), true, h.now)
+        .expect("stall");
     h.bulk_out(1, Bytes::from_static(b"x"));
     assert_eq!(
         h.dev.poll_urb_completion().map(|c| c.status),
@@ -89,7 +91,7 @@ fn vendor_requests_go_to_the_owner_and_are_answered() {
         "status stage still to come"
     );
     h.dev
-        .control_handshake(F0, Handshake::In)
+        .control_handshake(F0, Handshake::In, h.now)
         .expect("handshake");
     let c = h.dev.poll_urb_completion().expect("done");
     assert_eq!(
@@ -123,7 +125,7 @@ fn vendor_requests_go_to_the_owner_and_are_answered() {
     let c = h.dev.poll_urb_completion().expect("done");
     assert_eq!((c.id, &c.data[..]), (urb, &b"abcd"[..]));
     h.dev
-        .control_handshake(F0, Handshake::Out)
+        .control_handshake(F0, Handshake::Out, h.now)
         .expect("late handshake accepted");
     // No data stage; stall by the service.
     let nodata = SetupPacket::new(
@@ -137,7 +139,7 @@ fn vendor_requests_go_to_the_owner_and_are_answered() {
     );
     h.control(nodata, &[]);
     h.dev
-        .set_pipe_state(F0, PipeId(0), true)
+        .set_pipe_state(F0, PipeId(0), true, h.now)
         .expect("stall ep0");
     assert_eq!(
         h.dev.poll_urb_completion().map(|c| c.status),
@@ -184,6 +186,68 @@ fn unanswered_setup_stalls_after_the_timeout_and_queued_requests_follow() {
         h.now,
     );
     assert!(err.is_err());
+}
+
+/// The clock bug of issue 14: a setup packet queued behind one a service is answering is
+/// forwarded when the service answers, and its deadline runs from that moment (the `now`
+/// of the service's call), not from the last bus input.
+#[test]
+fn a_queued_setup_forwarded_by_a_service_answer_gets_a_fresh_deadline() {
+    let mut h = SimHost::new(GZ, BusSpeed::High);
+    let vendor_in = |len| {
+        SetupPacket::new(
+            Direction::In,
+            RequestType::Vendor,
+            Recipient::Device,
+            0x5c,
+            0,
+            0,
+            len,
+        )
+    };
+    let first = h.control(vendor_in(4), &[]);
+    let second = h.control(vendor_in(2), &[]);
+    assert_eq!(h.dev.poll_timeout(), Some(h.now + Duration::from_secs(5)));
+    assert_eq!(
+        h.drain_events(F0),
+        vec![BusEvent::SetupPacket(vendor_in(4))]
+    );
+    // The service answers 4 s later: the second request is forwarded then.
+    let answered = h.now + Duration::from_secs(4);
+    h.dev
+        .submit_transfer(
+            F0,
+            TransferId(1),
+            PipeId(0),
+            TransferRequest::In {
+                data: Bytes::from_static(b"abcd"),
+                append_zero_packet: false,
+            },
+            answered,
+        )
+        .expect("data stage");
+    // (The IN data stage completes the host's URB; the handshake owed after it is not
+    // needed to move the queue on.)
+    let a = h.dev.poll_urb_completion().expect("first answered");
+    assert_eq!((a.id, a.status), (first, CompletionStatus::Success));
+    assert_eq!(
+        h.drain_events(F0),
+        vec![BusEvent::SetupPacket(vendor_in(2))]
+    );
+    assert_eq!(
+        h.dev.poll_timeout(),
+        Some(answered + Duration::from_secs(5)),
+        "the forwarded request's deadline runs from the answer, not from its submission"
+    );
+    // One second after the stale deadline it is still waiting for its service.
+    h.dev.handle_timeout(h.now + Duration::from_secs(6));
+    assert!(h.dev.poll_urb_completion().is_none());
+    h.dev.handle_timeout(answered + Duration::from_secs(5));
+    let b = h
+        .dev
+        .poll_urb_completion()
+        .expect("stalled at its own deadline");
+    assert_eq!((b.id, b.status), (second, CompletionStatus::Stall));
 }
 
 #[test]
@@ -532,7 +596,7 @@ fn forwarded_setup_without_data_stage_is_acknowledged_by_the_handshake() {
     assert_eq!(h.drain_events(F0), vec![BusEvent::SetupPacket(class)]);
     assert!(h.dev.poll_urb_completion().is_none());
     h.dev
-        .control_handshake(F0, Handshake::Out)
+        .control_handshake(F0, Handshake::Out, h.now)
         .expect("documented name");
     let c = h.dev.poll_urb_completion().expect("done");
     assert_eq!(

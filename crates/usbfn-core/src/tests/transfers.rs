@@ -107,7 +107,7 @@ fn detach_cancels_everything_and_reset_reports_speed() {
 #[test]
 fn deactivate_asks_the_bus_to_disconnect() {
     let mut h = SimHost::new(GZ, BusSpeed::High);
-    h.dev.deactivate(F0).expect("deactivate");
+    h.dev.deactivate(F0, h.now).expect("deactivate");
     assert_eq!(h.dev.poll_bus_request(), Some(BusRequest::Disconnect));
     assert!(!h.dev.is_ready());
 }
@@ -153,7 +153,7 @@ fn service_errors_name_the_problem() {
     assert!(matches!(e, ServiceError::LimitExceeded { .. }), "{e}");
     let e = h
         .dev
-        .control_handshake(F0, Handshake::In)
+        .control_handshake(F0, Handshake::In, h.now)
         .expect_err("nothing pending");
     assert!(matches!(e, ServiceError::InvalidDeviceState(_)), "{e}");
 }
@@ -163,8 +163,8 @@ fn unlink_pending_urbs() {
     let mut h = SimHost::new(GZ, BusSpeed::High);
     h.set_configuration(1);
     let urb = h.bulk_in(1, 512);
-    assert!(h.dev.unlink_urb(urb));
-    assert!(!h.dev.unlink_urb(urb));
+    assert!(h.dev.unlink_urb(urb, h.now));
+    assert!(!h.dev.unlink_urb(urb, h.now));
     h.dev
         .submit_transfer(
             F0,

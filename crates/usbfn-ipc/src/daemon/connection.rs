@@ -1,4 +1,5 @@
-//! One service connection: frames in, `Interface::ioctl` calls, completions out.
+//! One service connection: frames in, `usbfn_api::ioctl::dispatch` calls on the opened
+//! interface (any backend), completions out.
 //!
 //! The reader admits each REQUEST into the connection's [`Outstanding`] table (over a limit:
 //! an immediate `STATUS_INSUFFICIENT_RESOURCES` completion) and runs it as a task; a CANCEL
@@ -17,9 +18,9 @@ use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
-use usbfn::Interface;
-use usbfn::ioctl::IoctlRequest;
 use usbfn_abi::{IoctlCode, IoctlMethod, NtStatus};
+use usbfn_api::ServiceApi;
+use usbfn_api::ioctl::IoctlRequest;
 
 use crate::error::{FrameError, LimitError};
 use crate::frame::{Completion, Hello, MAX_DATA_LEN, Request, ServiceFrame};
@@ -65,8 +66,8 @@ pub(crate) async fn refuse(mut stream: UnixStream, hello: Hello) {
 
 /// Serve one service on its opened interface until it disconnects, breaks the protocol, or
 /// the daemon stops. The interface is dropped (deactivated) when this returns.
-pub(crate) async fn serve(
-    iface: Interface,
+pub(crate) async fn serve<S: ServiceApi>(
+    iface: S,
     stream: UnixStream,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
@@ -135,8 +136,8 @@ pub(crate) async fn serve(
     result
 }
 
-struct Reader {
-    iface: Arc<Interface>,
+struct Reader<S> {
+    iface: Arc<S>,
     table: Table,
     events: Arc<tokio::sync::Mutex<()>>,
     out: mpsc::Sender<Completion>,
@@ -144,7 +145,7 @@ struct Reader {
     refused: u64,
 }
 
-impl Reader {
+impl<S: ServiceApi> Reader<S> {
     /// Handle every whole frame in `buf`.
     async fn drain(&mut self, buf: &mut BytesMut) -> Result<(), ConnectionError> {
         while let Some(frame) = ServiceFrame::decode(buf)? {
@@ -197,7 +198,7 @@ impl Reader {
         self.tasks.spawn(async move {
             let completion = tokio::select! {
                 biased;
-                c = dispatch(&iface, &events, r) => c,
+                c = dispatch(&*iface, &events, r) => c,
                 Ok(()) = &mut cancel_rx => reply(id, NtStatus::STATUS_CANCELLED),
             };
             lock(&table).finish(id);
@@ -217,7 +218,11 @@ fn reply(id: u64, status: NtStatus) -> Completion {
 }
 
 /// Check the buffers the way the I/O manager and the driver would, then call the driver.
-async fn dispatch(iface: &Interface, events: &tokio::sync::Mutex<()>, r: Request) -> Completion {
+async fn dispatch<S: ServiceApi>(
+    iface: &S,
+    events: &tokio::sync::Mutex<()>,
+    r: Request,
+) -> Completion {
     let id = r.id;
     if !IoctlCode::KNOWN.contains(&r.code) {
         tracing::debug!(code = %r.code, "unknown IOCTL code");
@@ -245,9 +250,9 @@ async fn dispatch(iface: &Interface, events: &tokio::sync::Mutex<()>, r: Request
     let answer = if r.code == IoctlCode::BUS_EVENT_NOTIFICATION {
         // One notification at a time, completed in the order they were sent.
         let _turn = events.lock().await;
-        iface.ioctl(request).await
+        usbfn_api::ioctl::dispatch(iface, request).await
     } else {
-        iface.ioctl(request).await
+        usbfn_api::ioctl::dispatch(iface, request).await
     };
     let mut output = answer.output;
     let mut status = answer.status;

@@ -1,11 +1,13 @@
-//! The daemon side: every interface of a [`Controller`] as a Unix socket named by its
-//! InterfaceGUID, one service connection per interface at a time.
+//! The daemon side: every interface of a [`Backend`] (the bus-backed `usbfn::Controller`, or
+//! a real controller through `usbfn_ffs::FfsDevice`) as a Unix socket named by its
+//! InterfaceGUID, one service connection per interface at a time. A service cannot tell
+//! which backend answers it.
 //!
 //! A socket is bound under a temporary name, given mode 0660 and renamed to its GUID, so it
 //! accepts connections from the moment it appears (its arrival). A connection opens the
-//! interface ([`Controller::open`]); a second connection while one is open gets a HELLO with
+//! interface ([`Backend::open`]); a second connection while one is open gets a HELLO with
 //! `STATUS_SHARING_VIOLATION` and is closed. When a connection ends, for whatever reason, its
-//! outstanding requests are cancelled and its [`usbfn::Interface`] is dropped: the interface
+//! outstanding requests are cancelled and its opened interface is dropped: the interface
 //! is deactivated and a connected host is detached.
 
 mod connection;
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use usbfn::Controller;
+use usbfn_api::Backend;
 
 use crate::STATUS_SHARING_VIOLATION;
 use crate::frame::Hello;
@@ -72,12 +74,12 @@ pub struct ExposedInterface {
     pub path: PathBuf,
 }
 
-/// A controller's interfaces, bound and ready to serve. Dropping it (served or not) removes
+/// A backend's interfaces, bound and ready to serve. Dropping it (served or not) removes
 /// the sockets it published, and the runtime directory if it created it and it is empty, so
 /// a daemon that fails after binding leaves nothing behind.
 #[derive(Debug)]
-pub struct InterfaceSockets {
-    controller: Controller,
+pub struct InterfaceSockets<B: Backend> {
+    controller: B,
     bound: Vec<(ExposedInterface, UnixListener)>,
     files: Created,
 }
@@ -105,10 +107,10 @@ impl Drop for Created {
     }
 }
 
-impl InterfaceSockets {
+impl<B: Backend> InterfaceSockets<B> {
     /// Create `dir` if needed (mode [`DIR_MODE`]) and bind one socket per interface. Stale
     /// sockets (nobody answering) are replaced; a live one is an error. Needs a tokio runtime.
-    pub fn bind(controller: &Controller, dir: &Path) -> Result<Self, DaemonError> {
+    pub fn bind(controller: &B, dir: &Path) -> Result<Self, DaemonError> {
         let io_err = |what, path: &Path| {
             let path = path.to_path_buf();
             move |source| DaemonError::Io { what, path, source }
@@ -122,14 +124,8 @@ impl InterfaceSockets {
                 .map_err(io_err("creating the runtime directory", dir))?;
             files.dir = Some(dir.to_path_buf());
         }
-        let interfaces: Vec<(String, Option<String>)> = controller.with_model(|m| {
-            m.interfaces
-                .iter()
-                .map(|i| (i.name.clone(), i.guid.clone()))
-                .collect()
-        });
         let mut bound = Vec::new();
-        for (name, guid) in interfaces {
+        for usbfn_api::InterfaceEntry { name, guid } in controller.interfaces() {
             let guid = guid.ok_or_else(|| DaemonError::NoGuid { name: name.clone() })?;
             let canonical = socket_name(&guid)?;
             let path = dir.join(&canonical);
@@ -195,8 +191,8 @@ impl InterfaceSockets {
     }
 }
 
-async fn accept_loop(
-    controller: Controller,
+async fn accept_loop<B: Backend>(
+    controller: B,
     exposed: Arc<ExposedInterface>,
     listener: UnixListener,
     mut stop: watch::Receiver<bool>,
@@ -221,8 +217,8 @@ async fn accept_loop(
     while connections.join_next().await.is_some() {}
 }
 
-async fn handle(
-    controller: Controller,
+async fn handle<B: Backend>(
+    controller: B,
     exposed: Arc<ExposedInterface>,
     stream: UnixStream,
     stop: watch::Receiver<bool>,
@@ -242,7 +238,7 @@ async fn handle(
         Ok(iface) => iface,
         Err(e) => {
             let status = match &e {
-                usbfn::Error::InterfaceBusy(_) => STATUS_SHARING_VIOLATION,
+                usbfn_api::Error::InterfaceBusy(_) => STATUS_SHARING_VIOLATION,
                 other => other.to_ntstatus(),
             };
             tracing::warn!(interface = %exposed.name, %peer, %status, "open refused: {e}");
@@ -266,7 +262,7 @@ async fn handle(
 mod tests {
     use super::*;
 
-    fn two_interfaces(second_guid: Option<&str>) -> Controller {
+    fn two_interfaces(second_guid: Option<&str>) -> usbfn::Controller {
         let mut config = usbfn::functions::gadget_zero::config();
         let mut second = config.interfaces[0].clone();
         second.name = "second".into();
@@ -287,7 +283,7 @@ mod tests {
         }
         config.interfaces.push(second);
         config.configurations.clear();
-        Controller::new(&config).expect("device")
+        usbfn::Controller::new(&config).expect("device")
     }
 
     fn fresh_dir(tag: &str) -> PathBuf {

@@ -326,6 +326,21 @@ pub fn config_with(options: &Options) -> DeviceConfig {
     }
 }
 
+/// Gadget Zero for a controller without isochronous or interrupt endpoints (dummy_hcd, and
+/// FunctionFS, where an endpoint belongs to one alternate setting): alternate setting 0 with
+/// bulk IN and OUT only, as the kernel's f_sourcesink offers when its UDC has no iso
+/// endpoints. [`run`] serves it unchanged (it skips pipes the interface does not have).
+pub fn bulk_only_config(options: &Options) -> DeviceConfig {
+    let mut config = config_with(options);
+    for iface in &mut config.interfaces {
+        iface.alternates.clear();
+        iface
+            .endpoints
+            .retain(|e| e.transfer_type == TransferTypeName::Bulk);
+    }
+    config
+}
+
 /// Run Gadget Zero on an opened interface until the interface fails (device dropped, or the
 /// daemon connection lost): in-process on a [`crate::Interface`], or out-of-process on any
 /// other [`ServiceApi`] (the daemon's IOCTL socket).
