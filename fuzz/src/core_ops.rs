@@ -672,7 +672,9 @@ impl Sim {
                 } else {
                     Handshake::Out
                 };
-                let r = self.dev.control_handshake(self.function(function), which, self.now);
+                let r = self
+                    .dev
+                    .control_handshake(self.function(function), which, self.now);
                 self.refused(r);
             }
             Op::SetPipeState {
@@ -683,7 +685,8 @@ impl Sim {
                 let r = self.dev.set_pipe_state(
                     self.function(function),
                     PipeId(u32::from(pipe)),
-                    stall, self.now,
+                    stall,
+                    self.now,
                 );
                 self.refused(r);
             }
