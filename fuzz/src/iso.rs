@@ -317,7 +317,7 @@ impl Harness {
         }
         ids.sort_unstable();
         let id = ids[usize::from(pick) % ids.len()];
-        if self.dev.unlink_urb(UrbId(id)) {
+        if self.dev.unlink_urb(UrbId(id), self.now) {
             self.urbs.remove(&id);
         }
     }
