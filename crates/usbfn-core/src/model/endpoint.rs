@@ -284,10 +284,33 @@ pub(crate) fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Check that bytes are a well-formed chain of descriptors.
+/// Check that bytes are a well-formed chain of descriptors that may stand in an interface's
+/// descriptor set.
 pub(crate) fn check_descriptor_chain(bytes: &[u8]) -> Result<(), String> {
     for d in usbfn_wire::descriptors(bytes) {
-        d.map_err(|e| e.to_string())?;
+        let d = d.map_err(|e| e.to_string())?;
+        check_not_top_level(d.descriptor_type)?;
+    }
+    Ok(())
+}
+
+/// A device, configuration, other-speed configuration, device qualifier or BOS descriptor
+/// cannot be part of an interface's descriptors (a host refuses the configuration).
+fn check_not_top_level(t: usbfn_wire::DescriptorType) -> Result<(), String> {
+    use usbfn_wire::DescriptorType as T;
+    if [
+        T::DEVICE,
+        T::CONFIGURATION,
+        T::OTHER_SPEED_CONFIGURATION,
+        T::DEVICE_QUALIFIER,
+        T::BOS,
+    ]
+    .contains(&t)
+    {
+        return Err(format!(
+            "a {t} descriptor inside an interface's descriptors: only class-specific (and \
+             interface/endpoint) descriptors belong there"
+        ));
     }
     Ok(())
 }

@@ -200,6 +200,19 @@ fn malformed_registry_blobs_are_errors() {
         ".descriptor",
         "not both",
     );
+    // A standard top-level descriptor among an interface's (found by the config_toml fuzz
+    // target: an OTHER_SPEED_CONFIGURATION after the endpoint made the generated
+    // configuration unparsable for a host).
+    expect_err(
+        "[[interfaces]]\nname = \"a\"\ndescriptor = \"09 04 07 00 01 ff 00 00 05  07 05 81 02 00 02 00  07 07 02 03 08 80 04\"\n",
+        ".descriptor",
+        "OTHER_SPEED_CONFIGURATION descriptor inside an interface",
+    );
+    expect_err(
+        "[[interfaces]]\nname = \"a\"\nclass_descriptors = \"12 01 00 02 00 00 00 40 01 00 02 00 00 01 00 00 00 01\"\n",
+        ".class_descriptors",
+        "DEVICE descriptor inside an interface",
+    );
 }
 
 #[test]
