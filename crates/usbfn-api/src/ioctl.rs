@@ -132,15 +132,6 @@ fn pipe_from(input: &[u8]) -> Result<PipeId, NtStatus> {
     Ok(PipeId(u32::from_le_bytes(bytes)))
 }
 
-fn speed_from(speed: usbfn_abi::BusSpeed) -> Option<BusSpeed> {
-    match speed {
-        usbfn_abi::BusSpeed::FULL => Some(BusSpeed::Full),
-        usbfn_abi::BusSpeed::HIGH => Some(BusSpeed::High),
-        usbfn_abi::BusSpeed::SUPER => Some(BusSpeed::Super),
-        _ => None,
-    }
-}
-
 /// Dispatch one raw IOCTL to `iface`, as `DeviceIoControl` would. Never fails: errors are
 /// statuses.
 pub async fn dispatch<S: ServiceApi>(iface: &S, request: IoctlRequest) -> IoctlReply {
@@ -252,7 +243,8 @@ async fn dispatch_inner<S: ServiceApi>(iface: &S, r: IoctlRequest) -> Result<Ioc
         IoctlCode::GET_INTERFACE_DESCRIPTOR_SET => {
             let header = InterfaceInfoHeader::decode(&r.input)
                 .map_err(|_| NtStatus::STATUS_INVALID_PARAMETER)?;
-            let speed = speed_from(header.speed).ok_or(NtStatus::STATUS_INVALID_PARAMETER)?;
+            let speed =
+                BusSpeed::from_abi(header.speed).ok_or(NtStatus::STATUS_INVALID_PARAMETER)?;
             let set = iface
                 .interface_descriptor_set(header.interface_number, speed)
                 .await

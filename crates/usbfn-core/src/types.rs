@@ -51,6 +51,17 @@ impl BusSpeed {
         }
     }
 
+    /// The speed a `USBFN_BUS_SPEED` value names; `None` for low speed, `UsbfnBusSpeedMaximum`
+    /// and values the ABI does not define.
+    pub fn from_abi(speed: usbfn_abi::BusSpeed) -> Option<BusSpeed> {
+        match speed {
+            usbfn_abi::BusSpeed::FULL => Some(BusSpeed::Full),
+            usbfn_abi::BusSpeed::HIGH => Some(BusSpeed::High),
+            usbfn_abi::BusSpeed::SUPER => Some(BusSpeed::Super),
+            _ => None,
+        }
+    }
+
     /// Index into per-speed tables: full 0, high 1, super 2.
     pub(crate) fn index(self) -> usize {
         match self {

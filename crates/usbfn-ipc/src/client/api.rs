@@ -9,11 +9,11 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use usbfn::{BusEvent, BusSpeed, ClassInfo, CompletionStatus, Error, PipeId, ServiceApi};
 use usbfn_abi::{
-    ClassInformationPacket, ClassInterface, InterfaceInfoHeader, IoctlCode, Notification,
-    NotificationData, NtStatus, UsbString, UsbStringText, UsbfnEvent,
+    ClassInformationPacket, ClassInterface, InterfaceInfoHeader, IoctlCode, Notification, NtStatus,
+    UsbString, UsbStringText,
 };
 use usbfn_core::{ClassInterfaceInfo, ServiceError, TransferCompletion, TransferId};
-use usbfn_wire::{EndpointDescriptor, SetupPacket};
+use usbfn_wire::EndpointDescriptor;
 
 use super::{PendingIoctl, RemoteInterface};
 use crate::frame::Completion;
@@ -148,32 +148,7 @@ pub fn class_info_from_packet(p: &ClassInformationPacket) -> Result<ClassInfo, E
 /// `USBFN_NOTIFICATION` → [`BusEvent`]; `None` for events the service API does not carry
 /// (the deprecated PortType and BusTearDown, unknown values).
 pub fn bus_event_from_notification(n: &Notification) -> Result<Option<BusEvent>, Error> {
-    Ok(Some(match (n.event, n.data) {
-        (UsbfnEvent::ATTACH, _) => BusEvent::Attach,
-        (UsbfnEvent::RESET, NotificationData::BusSpeed(s)) => BusEvent::Reset(match s {
-            usbfn_abi::BusSpeed::FULL => BusSpeed::Full,
-            usbfn_abi::BusSpeed::HIGH => BusSpeed::High,
-            usbfn_abi::BusSpeed::SUPER => BusSpeed::Super,
-            _ => return Err(bad_reply("bus speed")),
-        }),
-        (UsbfnEvent::DETACH, _) => BusEvent::Detach,
-        (UsbfnEvent::SUSPEND, _) => BusEvent::Suspend,
-        (UsbfnEvent::RESUME, _) => BusEvent::Resume,
-        (UsbfnEvent::SETUP_PACKET, NotificationData::SetupPacket(b)) => {
-            BusEvent::SetupPacket(SetupPacket::from_bytes(b))
-        }
-        (UsbfnEvent::CONFIGURED, NotificationData::ConfigurationValue(v)) => {
-            BusEvent::Configured(v)
-        }
-        (UsbfnEvent::UNCONFIGURED, _) => BusEvent::UnConfigured,
-        (UsbfnEvent::SET_INTERFACE, NotificationData::AlternateInterface(a)) => {
-            BusEvent::SetInterface {
-                interface: a.interface_number,
-                alternate: a.alternate_interface_number,
-            }
-        }
-        _ => return Ok(None),
-    }))
+    BusEvent::from_notification(n).map_err(|_| bad_reply("bus speed"))
 }
 
 impl RemoteInterface {
@@ -411,7 +386,7 @@ mod tests {
             let n = Notification::decode(&event.to_notification_bytes()).expect("decode");
             assert_eq!(bus_event_from_notification(&n).expect("map"), expected);
         }
-        let port = Notification::event_only(UsbfnEvent::PORT_TYPE);
+        let port = Notification::event_only(usbfn_abi::UsbfnEvent::PORT_TYPE);
         assert_eq!(bus_event_from_notification(&port).expect("map"), None);
     }
 }
