@@ -49,7 +49,7 @@ pub mod model;
 pub mod msos;
 mod pipe;
 mod registry;
-mod status;
+pub mod status;
 mod types;
 
 pub use clock::{FRAME_NUMBER_MODULUS, frame_duration};

@@ -2,7 +2,8 @@
 //! later, usbredir and FunctionFS.
 //!
 //! Every transport converts through [`CompletionStatus`]; no other module spells an errno or an
-//! NTSTATUS value for a transfer outcome.
+//! NTSTATUS value for a transfer outcome, and the errno values themselves are defined here
+//! ([`errno`]) for every transport that carries Linux codes.
 
 use usbfn_abi::NtStatus;
 
@@ -32,85 +33,174 @@ pub enum CompletionStatus {
     Invalid,
 }
 
-/// One row per status: Linux errno as USB/IP carries it (negated on the wire), NTSTATUS as
-/// GenericUSBFn returns it.
-const TABLE: &[(CompletionStatus, i32, NtStatus)] = &[
-    (CompletionStatus::Success, 0, NtStatus::STATUS_SUCCESS),
-    (
-        CompletionStatus::Stall,
-        -32,
-        NtStatus::STATUS_DEVICE_DATA_ERROR,
-    ), // -EPIPE
-    (CompletionStatus::Babble, -75, NtStatus::STATUS_DATA_OVERRUN), // -EOVERFLOW
-    (
-        CompletionStatus::ShortPacket,
-        -121,
-        NtStatus::STATUS_SUCCESS,
-    ), // -EREMOTEIO
-    (
-        CompletionStatus::Cancelled,
-        -104,
-        NtStatus::STATUS_CANCELLED,
-    ), // -ECONNRESET
-    (
-        CompletionStatus::Shutdown,
-        -108,
-        NtStatus::STATUS_DEVICE_NOT_CONNECTED,
-    ), // -ESHUTDOWN
-    (
-        CompletionStatus::NotSupported,
-        -95,
-        NtStatus::STATUS_NOT_SUPPORTED,
-    ), // -EOPNOTSUPP
-    (CompletionStatus::Missed, -18, NtStatus::STATUS_IO_TIMEOUT),   // -EXDEV
-    (
-        CompletionStatus::Invalid,
-        -22,
-        NtStatus::STATUS_INVALID_PARAMETER,
-    ), // -EINVAL
+/// Linux errno values, as USB/IP carries them (negated) in `status` fields and FunctionFS
+/// returns them from endpoint I/O: the one place they are defined.
+pub mod errno {
+    /// No such file or directory: a URB unlinked synchronously, a dequeued request.
+    pub const ENOENT: i32 = 2;
+    /// Interrupted system call.
+    pub const EINTR: i32 = 4;
+    /// Try again: a non-blocking FunctionFS endpoint that is not enabled.
+    pub const EAGAIN: i32 = 11;
+    /// Cross-device link: an isochronous packet not (fully) done in its frame.
+    pub const EXDEV: i32 = 18;
+    /// No such device.
+    pub const ENODEV: i32 = 19;
+    /// Invalid argument.
+    pub const EINVAL: i32 = 22;
+    /// Broken pipe: the endpoint stalled.
+    pub const EPIPE: i32 = 32;
+    /// Level 2 halted: FunctionFS's answer to I/O on a halted endpoint.
+    pub const EL2HLT: i32 = 51;
+    /// Protocol error.
+    pub const EPROTO: i32 = 71;
+    /// Bad message: FunctionFS's answer to a deliberate halt (I/O the wrong way).
+    pub const EBADMSG: i32 = 74;
+    /// Value too large: babble (the device sent more than the buffer holds).
+    pub const EOVERFLOW: i32 = 75;
+    /// Operation not supported.
+    pub const EOPNOTSUPP: i32 = 95;
+    /// Connection reset: the URB was unlinked (cancelled).
+    pub const ECONNRESET: i32 = 104;
+    /// Endpoint shut down: the device is gone.
+    pub const ESHUTDOWN: i32 = 108;
+    /// Operation in progress: the URB is still pending.
+    pub const EINPROGRESS: i32 = 115;
+    /// Remote I/O error: a short packet with URB_SHORT_NOT_OK.
+    pub const EREMOTEIO: i32 = 121;
+
+    /// The name of a URB status (`0` → `"OK"`, `-32` → `"EPIPE"`), `None` when unknown.
+    pub const fn status_name(status: i32) -> Option<&'static str> {
+        if status == 0 {
+            return Some("OK");
+        }
+        match status.checked_neg() {
+            Some(ENOENT) => Some("ENOENT"),
+            Some(EINTR) => Some("EINTR"),
+            Some(EAGAIN) => Some("EAGAIN"),
+            Some(EXDEV) => Some("EXDEV"),
+            Some(ENODEV) => Some("ENODEV"),
+            Some(EINVAL) => Some("EINVAL"),
+            Some(EPIPE) => Some("EPIPE"),
+            Some(EL2HLT) => Some("EL2HLT"),
+            Some(EPROTO) => Some("EPROTO"),
+            Some(EBADMSG) => Some("EBADMSG"),
+            Some(EOVERFLOW) => Some("EOVERFLOW"),
+            Some(EOPNOTSUPP) => Some("EOPNOTSUPP"),
+            Some(ECONNRESET) => Some("ECONNRESET"),
+            Some(ESHUTDOWN) => Some("ESHUTDOWN"),
+            Some(EINPROGRESS) => Some("EINPROGRESS"),
+            Some(EREMOTEIO) => Some("EREMOTEIO"),
+            _ => None,
+        }
+    }
+}
+
+use errno::*;
+
+/// One row of the table.
+struct Row {
+    status: CompletionStatus,
+    /// The negative errno a Linux host sees (USB/IP `RET_SUBMIT.status`, usbmon).
+    linux: i32,
+    /// The NTSTATUS a GenericUSBFn service sees.
+    ntstatus: NtStatus,
+    /// Further negative errnos that mean this outcome when FunctionFS returns them (its own
+    /// codes, besides the UDC request's status in `linux`).
+    functionfs: &'static [i32],
+}
+
+/// One row per status, one column per transport.
+const TABLE: &[Row] = &[
+    Row {
+        status: CompletionStatus::Success,
+        linux: 0,
+        ntstatus: NtStatus::STATUS_SUCCESS,
+        functionfs: &[],
+    },
+    Row {
+        status: CompletionStatus::Stall,
+        linux: -EPIPE,
+        ntstatus: NtStatus::STATUS_DEVICE_DATA_ERROR,
+        functionfs: &[-EBADMSG, -EL2HLT],
+    },
+    Row {
+        status: CompletionStatus::Babble,
+        linux: -EOVERFLOW,
+        ntstatus: NtStatus::STATUS_DATA_OVERRUN,
+        functionfs: &[],
+    },
+    Row {
+        status: CompletionStatus::ShortPacket,
+        linux: -EREMOTEIO,
+        ntstatus: NtStatus::STATUS_SUCCESS,
+        functionfs: &[],
+    },
+    Row {
+        status: CompletionStatus::Cancelled,
+        linux: -ECONNRESET,
+        ntstatus: NtStatus::STATUS_CANCELLED,
+        functionfs: &[-EINTR, -ENOENT],
+    },
+    Row {
+        status: CompletionStatus::Shutdown,
+        linux: -ESHUTDOWN,
+        ntstatus: NtStatus::STATUS_DEVICE_NOT_CONNECTED,
+        functionfs: &[-EAGAIN, -ENODEV],
+    },
+    Row {
+        status: CompletionStatus::NotSupported,
+        linux: -EOPNOTSUPP,
+        ntstatus: NtStatus::STATUS_NOT_SUPPORTED,
+        functionfs: &[],
+    },
+    Row {
+        status: CompletionStatus::Missed,
+        linux: -EXDEV,
+        ntstatus: NtStatus::STATUS_IO_TIMEOUT,
+        functionfs: &[],
+    },
+    Row {
+        status: CompletionStatus::Invalid,
+        linux: -EINVAL,
+        ntstatus: NtStatus::STATUS_INVALID_PARAMETER,
+        functionfs: &[],
+    },
 ];
+
+/// The row of `status` (every variant has one: a test checks it).
+fn row(status: CompletionStatus) -> Option<&'static Row> {
+    TABLE.iter().find(|r| r.status == status)
+}
 
 impl CompletionStatus {
     /// The negative errno a Linux host expects in `RET_SUBMIT.status` (0 for success).
     pub fn to_errno(self) -> i32 {
-        TABLE
-            .iter()
-            .find(|(s, _, _)| *s == self)
-            .map_or(-71, |(_, errno, _)| *errno) // -EPROTO: unreachable, every variant has a row
+        row(self).map_or(-EPROTO, |r| r.linux)
     }
 
     /// The NTSTATUS a GenericUSBFn service sees for a transfer that ended this way.
     pub fn to_ntstatus(self) -> NtStatus {
-        TABLE
-            .iter()
-            .find(|(s, _, _)| *s == self)
-            .map_or(NtStatus::STATUS_UNSUCCESSFUL, |(_, _, nt)| *nt)
+        row(self).map_or(NtStatus::STATUS_UNSUCCESSFUL, |r| r.ntstatus)
     }
 
     /// The status for a negative errno received from a peer, if it is one usbfn knows.
     /// `-ENODEV` and `-ESHUTDOWN` both mean the device is gone.
     pub fn from_errno(errno: i32) -> Option<Self> {
-        if errno == -19 {
+        if errno == -ENODEV {
             return Some(Self::Shutdown);
         }
-        TABLE
-            .iter()
-            .find(|(_, e, _)| *e == errno)
-            .map(|(s, _, _)| *s)
+        TABLE.iter().find(|r| r.linux == errno).map(|r| r.status)
     }
 
-    /// The status for the (negative) result of a FunctionFS endpoint I/O: the FunctionFS
-    /// column of the table. FunctionFS reports the UDC request's status as is, plus its own
-    /// codes: `-EAGAIN` (a non-blocking endpoint file that is not enabled) and `-EINTR`
-    /// (an interrupted request) mean the transfer never ran; `-EBADMSG` and `-EL2HLT` are
-    /// the answers to a deliberate halt.
+    /// The status for the (negative) result of a FunctionFS endpoint I/O: the UDC request's
+    /// status as a Linux host would see it, or one of FunctionFS's own codes (the
+    /// `functionfs` column); anything else is [`CompletionStatus::Invalid`].
     pub fn from_functionfs_errno(errno: i32) -> Self {
-        match errno {
-            -11 | -19 | -108 => Self::Shutdown, // -EAGAIN, -ENODEV, -ESHUTDOWN
-            -104 | -4 | -2 => Self::Cancelled,  // -ECONNRESET, -EINTR, -ENOENT (dequeued)
-            -74 | -51 => Self::Stall,           // -EBADMSG, -EL2HLT
-            other => Self::from_errno(other).unwrap_or(Self::Invalid),
-        }
+        TABLE
+            .iter()
+            .find(|r| r.linux == errno || r.functionfs.contains(&errno))
+            .map_or(Self::Invalid, |r| r.status)
     }
 
     /// True for [`CompletionStatus::Success`].
@@ -137,7 +227,7 @@ mod tests {
             CompletionStatus::Invalid,
         ];
         for s in all {
-            assert_eq!(TABLE.iter().filter(|(t, _, _)| *t == s).count(), 1, "{s:?}");
+            assert_eq!(TABLE.iter().filter(|r| r.status == s).count(), 1, "{s:?}");
             assert_eq!(CompletionStatus::from_errno(s.to_errno()), Some(s));
             assert!(s.to_errno() <= 0, "never a positive status");
         }

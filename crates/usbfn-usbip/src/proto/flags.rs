@@ -3,51 +3,9 @@
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
 
-/// Linux errno values as USB/IP carries them (negated) in `status` fields.
-pub mod errno {
-    /// No such file or directory: URB unlinked synchronously.
-    pub const ENOENT: i32 = 2;
-    /// Cross-device link: isochronous transfer not (fully) done.
-    pub const EXDEV: i32 = 18;
-    /// No such device.
-    pub const ENODEV: i32 = 19;
-    /// Invalid argument.
-    pub const EINVAL: i32 = 22;
-    /// Protocol error.
-    pub const EPROTO: i32 = 71;
-    /// Broken pipe: endpoint stalled.
-    pub const EPIPE: i32 = 32;
-    /// Value too large: babble (device sent more than the buffer holds).
-    pub const EOVERFLOW: i32 = 75;
-    /// Connection reset: URB unlinked (cancelled).
-    pub const ECONNRESET: i32 = 104;
-    /// Endpoint shut down: device gone.
-    pub const ESHUTDOWN: i32 = 108;
-    /// Operation in progress: URB still pending.
-    pub const EINPROGRESS: i32 = 115;
-    /// Remote I/O error: short packet with URB_SHORT_NOT_OK.
-    pub const EREMOTEIO: i32 = 121;
-
-    /// The name of a URB status (`0` → `"OK"`, `-32` → `"EPIPE"`), `None` when unknown.
-    pub const fn status_name(status: i32) -> Option<&'static str> {
-        if status == 0 {
-            return Some("OK");
-        }
-        match status.checked_neg() {
-            Some(ENOENT) => Some("ENOENT"),
-            Some(EXDEV) => Some("EXDEV"),
-            Some(ENODEV) => Some("ENODEV"),
-            Some(EINVAL) => Some("EINVAL"),
-            Some(EPIPE) => Some("EPIPE"),
-            Some(EOVERFLOW) => Some("EOVERFLOW"),
-            Some(ECONNRESET) => Some("ECONNRESET"),
-            Some(ESHUTDOWN) => Some("ESHUTDOWN"),
-            Some(EINPROGRESS) => Some("EINPROGRESS"),
-            Some(EREMOTEIO) => Some("EREMOTEIO"),
-            _ => None,
-        }
-    }
-}
+/// Linux errno values as USB/IP carries them (negated) in `status` fields: the core's one
+/// definition (`usbfn_core::status::errno`).
+pub use usbfn_core::status::errno;
 
 /// Direction of a URB's data stage, as the `direction` header field carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 use usbfn::UrbCompletion;
-use usbfn_core::{IsoPacket, IsoRequest};
+use usbfn_core::{CompletionStatus, IsoPacket, IsoRequest};
 
 use super::SubmittedUrb;
 use crate::proto::{CmdSubmit, Direction, IsoPacketDescriptor, RetSubmit, TransferFlags, errno};
@@ -80,7 +80,11 @@ pub fn ret_submit(seqnum: u32, urb: &SubmittedUrb, c: UrbCompletion) -> RetSubmi
                 offset: d.offset,
                 length: d.length,
                 actual_length: 0,
-                status: if status == 0 { -errno::EXDEV } else { status },
+                status: if status == 0 {
+                    CompletionStatus::Missed.to_errno()
+                } else {
+                    status
+                },
             },
         })
         .collect();
