@@ -33,6 +33,11 @@ pub enum Error {
     /// A blocking call was made from inside an async runtime.
     #[error("blocking usbfn call made from inside an async runtime; use the async API there")]
     BlockingInAsync,
+    /// A call that starts a task was made outside a tokio runtime.
+    #[error(
+        "{0} needs a tokio runtime (call it inside one, or pass a runtime handle to the _in variant)"
+    )]
+    NoRuntime(&'static str),
 }
 
 impl Error {
@@ -44,7 +49,7 @@ impl Error {
             Error::NoSuchInterface(_) => NtStatus::STATUS_INVALID_PARAMETER,
             Error::InterfaceBusy(_) | Error::BusBusy => NtStatus::STATUS_INVALID_DEVICE_STATE,
             Error::DeviceGone => NtStatus::STATUS_DEVICE_NOT_CONNECTED,
-            Error::BlockingInAsync => NtStatus::STATUS_INVALID_DEVICE_REQUEST,
+            Error::BlockingInAsync | Error::NoRuntime(_) => NtStatus::STATUS_INVALID_DEVICE_REQUEST,
             Error::Config(_) | Error::Descriptor(_) => NtStatus::STATUS_INVALID_PARAMETER,
         }
     }

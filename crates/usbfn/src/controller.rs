@@ -85,16 +85,35 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
+/// The runtime the caller runs in, or [`Error::NoRuntime`].
+fn current_runtime() -> Result<tokio::runtime::Handle, Error> {
+    tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime("Controller::new"))
+}
+
 impl Controller {
-    /// Build a device from a configuration. Must be called inside a tokio runtime (it spawns
-    /// the timer task that expires unanswered setup packets).
+    /// Build a device from a configuration, inside a tokio runtime (it spawns the timer task
+    /// that expires unanswered setup packets): outside one it is [`Error::NoRuntime`]; see
+    /// [`Controller::new_in`].
     pub fn new(config: &DeviceConfig) -> Result<Self, Error> {
-        let model = DeviceModel::build(config)?;
-        Self::from_model(model)
+        Self::new_in(config, &current_runtime()?)
     }
 
-    /// Build a device from a validated model (inside a tokio runtime).
+    /// [`Controller::new`] with the timer task on the runtime `handle`.
+    pub fn new_in(config: &DeviceConfig, handle: &tokio::runtime::Handle) -> Result<Self, Error> {
+        let model = DeviceModel::build(config)?;
+        Self::from_model_in(model, handle)
+    }
+
+    /// Build a device from a validated model (inside a tokio runtime, as [`Controller::new`]).
     pub fn from_model(model: DeviceModel) -> Result<Self, Error> {
+        Self::from_model_in(model, &current_runtime()?)
+    }
+
+    /// [`Controller::from_model`] with the timer task on the runtime `handle`.
+    pub fn from_model_in(
+        model: DeviceModel,
+        handle: &tokio::runtime::Handle,
+    ) -> Result<Self, Error> {
         let functions = model.interfaces.len();
         let device = Device::new(model, Instant::now())?;
         let (ready, _) = watch::channel(false);
@@ -115,7 +134,7 @@ impl Controller {
         });
         let weak = Arc::downgrade(&shared);
         let timer = shared.timer.clone();
-        tokio::spawn(async move {
+        handle.spawn(async move {
             // Expires setup packets that services do not answer; ends with the controller
             // (dropping `Shared` wakes it).
             loop {
