@@ -26,7 +26,7 @@ pub fn run(data: &[u8]) {
     let Ok(model) = DeviceModel::build(&config) else {
         return;
     };
-    let functions = model.interfaces.len();
+    let functions = model.interfaces().len();
     let Ok(device) = Device::new(model, std::time::Instant::now()) else {
         return;
     };

@@ -437,7 +437,7 @@ impl Sim {
                 DeviceModel::build(&config).expect("the fuzz device is valid")
             })
             .clone();
-        let functions = model.interfaces.len();
+        let functions = model.interfaces().len();
         let now = Instant::now();
         let dev = Device::new(model, now).expect("the fuzz device's descriptors fit");
         Sim {

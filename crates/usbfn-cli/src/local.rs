@@ -18,7 +18,7 @@ pub(crate) async fn enumerate(
 ) -> anyhow::Result<(DeviceTree, UsbSpeed)> {
     let controller = Controller::new(config)?;
     let names: Vec<String> =
-        controller.with_model(|m| m.interfaces.iter().map(|i| i.name.clone()).collect());
+        controller.with_model(|m| m.interfaces().iter().map(|i| i.name.clone()).collect());
     let mut opened = Vec::new();
     for name in &names {
         let iface = controller

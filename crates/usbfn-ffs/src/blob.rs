@@ -56,14 +56,14 @@ pub fn layouts(
     strings: &BTreeMap<u8, String>,
 ) -> Result<Vec<FunctionLayout>, FfsError> {
     let config = model
-        .configurations
+        .configurations()
         .get(config_index)
         .ok_or_else(|| FfsError::Unsupported("the device has no configuration".into()))?;
     let mut groups: Vec<(Vec<FunctionId>, Option<InterfaceAssociationDescriptor>)> = Vec::new();
     let mut i = 0;
     while i < config.interfaces.len() {
         let f = config.interfaces[i];
-        let number = model.interfaces[f.0].number;
+        let number = model.interfaces()[f.0].number;
         match config
             .associations
             .iter()
@@ -111,7 +111,7 @@ fn layout(
 ) -> Result<FunctionLayout, FfsError> {
     let first_interface = functions
         .iter()
-        .map(|f| model.interfaces[f.0].number)
+        .map(|f| model.interfaces()[f.0].number)
         .min()
         .unwrap_or(0);
     let speeds: &[BusSpeed] = if model.max_speed() == BusSpeed::Super {
@@ -127,7 +127,7 @@ fn layout(
             bytes.extend(iad.to_bytes());
         }
         for f in &functions {
-            let number = model.interfaces[f.0].number;
+            let number = model.interfaces()[f.0].number;
             let set = model
                 .interface_descriptor_set(number, speed)
                 .ok_or_else(|| {
@@ -144,7 +144,7 @@ fn layout(
             if d.get(1) == Some(&usbfn_wire::DescriptorType::ENDPOINT.0) && d.len() >= 7 {
                 let address = d[2];
                 let pipe = model
-                    .pipes
+                    .pipes()
                     .iter()
                     .enumerate()
                     .find(|(_, p)| p.address.0 == address && functions.contains(&p.function))
@@ -318,7 +318,7 @@ mod tests {
     #[test]
     fn gadget_zero_layout() {
         let m = DeviceModel::build(&usbfn_core_gadget_zero()).expect("model");
-        let l = layouts(&m, 0, &m.strings).expect("layouts");
+        let l = layouts(&m, 0, m.strings()).expect("layouts");
         assert_eq!(l.len(), 1);
         let f = &l[0];
         assert!(f.device_requests, "Gadget Zero owns the vendor requests");
@@ -381,7 +381,7 @@ mod tests {
             endpoints = [{ direction = "out", type = "bulk" }]
             "#,
         );
-        let l = layouts(&m, 0, &m.strings).expect("layouts");
+        let l = layouts(&m, 0, m.strings()).expect("layouts");
         assert_eq!(l.len(), 2);
         assert_eq!(l[1].first_interface, 1);
         assert_eq!(l[1].functions, vec![FunctionId(1)]);
@@ -412,7 +412,7 @@ mod tests {
             protocol = 1
             "#,
         );
-        let l = layouts(&m, 0, &m.strings).expect("layouts");
+        let l = layouts(&m, 0, m.strings()).expect("layouts");
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].functions, vec![FunctionId(0), FunctionId(1)]);
         assert_eq!(l[0].endpoints.len(), 3);

@@ -217,13 +217,13 @@ impl Gadget {
                 write_attr(&lang.join(file), text)?;
             }
         }
-        if model.configurations.len() != 1 {
+        if model.configurations().len() != 1 {
             return Err(FfsError::Unsupported(format!(
                 "{} configurations; the FunctionFS backend serves devices with one",
-                model.configurations.len()
+                model.configurations().len()
             )));
         }
-        let config = &model.configurations[0];
+        let config = &model.configurations()[0];
         let c = g.join("configs").join(format!("c.{}", config.value));
         mkdir(&c)?;
         write_attr(&c.join("MaxPower"), &d.max_power_ma.to_string())?;
@@ -235,7 +235,7 @@ impl Gadget {
             attributes |= 0x20;
         }
         write_attr(&c.join("bmAttributes"), &format!("0x{attributes:02x}"))?;
-        if let Some(text) = model.strings.get(&config.i_configuration) {
+        if let Some(text) = model.strings().get(&config.i_configuration) {
             let cl = c.join("strings").join(format!("0x{:x}", d.language_id));
             mkdir(&cl)?;
             write_attr(&cl.join("configuration"), text)?;

@@ -129,16 +129,16 @@ impl FfsDevice {
         let model = DeviceModel::build(config)?;
         let core = usbfn_core::Device::new(model.clone(), std::time::Instant::now())
             .map_err(|e| FfsError::Unsupported(e.to_string()))?;
-        let class_info = (0..model.interfaces.len())
+        let class_info = (0..model.interfaces().len())
             .map(|f| core.class_info(FunctionId(f)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| FfsError::Unsupported(e.to_string()))?;
-        let layouts = blob::layouts(&model, 0, &model.strings)?;
+        let layouts = blob::layouts(&model, 0, model.strings())?;
         let gadget = Gadget::create(&model, &options.udc, layouts.len(), &options.mount_root)?;
         let aio =
             Aio::new().map_err(|e| FfsError::io("setting up Linux AIO for", "io_setup", e))?;
         let (ready, _) = watch::channel(false);
-        let mut functions: Vec<FunctionState> = (0..model.interfaces.len())
+        let mut functions: Vec<FunctionState> = (0..model.interfaces().len())
             .map(|_| FunctionState::default())
             .collect();
         let mut groups = Vec::new();
@@ -192,7 +192,9 @@ impl FfsDevice {
             });
         }
         let shared = Arc::new(Shared {
-            events: (0..model.interfaces.len()).map(|_| Notify::new()).collect(),
+            events: (0..model.interfaces().len())
+                .map(|_| Notify::new())
+                .collect(),
             class_info,
             state: Mutex::new(State {
                 functions,
@@ -275,7 +277,7 @@ impl Backend for FfsDevice {
     fn interfaces(&self) -> Vec<InterfaceEntry> {
         self.shared
             .model
-            .interfaces
+            .interfaces()
             .iter()
             .map(|i| InterfaceEntry {
                 name: i.name.clone(),
@@ -434,7 +436,7 @@ impl Shared {
                     .functions
                     .iter()
                     .copied()
-                    .find(|f| self.model.interfaces[f.0].number == number)?
+                    .find(|f| self.model.interfaces()[f.0].number == number)?
             }
             2 => {
                 let address = setup.w_index.to_le_bytes()[0];
@@ -487,7 +489,7 @@ impl Ep0Sink for GroupSink {
             ep0::ENABLE if !g.enabled => {
                 g.enabled = true;
                 g.speed = configfs::current_speed(&shared.udc);
-                let value = shared.model.configurations.first().map_or(1, |c| c.value);
+                let value = shared.model.configurations().first().map_or(1, |c| c.value);
                 out.push(BusEvent::Reset(g.speed));
                 out.push(BusEvent::Configured(u16::from(value)));
             }
@@ -505,7 +507,7 @@ impl Ep0Sink for GroupSink {
         tracing::debug!(group = self.group, kind, ?out, "FunctionFS event");
         for f in members {
             if per_function_set_interface {
-                let interface = u16::from(shared.model.interfaces[f.0].number);
+                let interface = u16::from(shared.model.interfaces()[f.0].number);
                 shared.push_event(
                     &mut st,
                     f,

@@ -130,7 +130,7 @@ impl FfsInterface {
             if p.owner != self.function {
                 return Self::early(Err(refused(ServiceError::NotOwner {
                     pipe: pipe.0,
-                    owner: self.shared.model.interfaces[p.owner.0].name.clone(),
+                    owner: self.shared.model.interfaces()[p.owner.0].name.clone(),
                 })));
             }
             let is_in = p.address & 0x80 != 0;
@@ -225,7 +225,7 @@ impl FfsInterface {
             if p.owner != self.function {
                 return Err(refused(ServiceError::NotOwner {
                     pipe: pipe.0,
-                    owner: self.shared.model.interfaces[p.owner.0].name.clone(),
+                    owner: self.shared.model.interfaces()[p.owner.0].name.clone(),
                 }));
             }
             (p.file.clone(), p.address & 0x80 != 0)
@@ -387,7 +387,7 @@ impl ServiceApi for FfsInterface {
     async fn register_usb_string(&self, index: u8, text: &str) -> Result<(), Error> {
         // FunctionFS takes a function's strings once, when its descriptors are written (the
         // gadget is made before services connect), and renumbers them itself.
-        match self.shared.model.strings.get(&index) {
+        match self.shared.model.strings().get(&index) {
             Some(current) if current == text => Ok(()),
             _ => Err(refused(ServiceError::NotSupported(
                 "REGISTER_USB_STRING on FunctionFS: the kernel takes a function's strings once, when the gadget is made; declare the string in the device configuration",

@@ -113,7 +113,7 @@ impl Backend for Controller {
 
     fn interfaces(&self) -> Vec<InterfaceEntry> {
         self.with_model(|m| {
-            m.interfaces
+            m.interfaces()
                 .iter()
                 .map(|i| InterfaceEntry {
                     name: i.name.clone(),

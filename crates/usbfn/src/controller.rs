@@ -114,7 +114,7 @@ impl Controller {
         model: DeviceModel,
         handle: &tokio::runtime::Handle,
     ) -> Result<Self, Error> {
-        let functions = model.interfaces.len();
+        let functions = model.interfaces().len();
         let device = Device::new(model, Instant::now())?;
         let (ready, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -182,7 +182,7 @@ impl Controller {
     /// Open every interface in configuration order.
     pub fn open_all(&self) -> Result<Vec<Interface>, Error> {
         let names: Vec<String> =
-            self.with_model(|m| m.interfaces.iter().map(|i| i.name.clone()).collect());
+            self.with_model(|m| m.interfaces().iter().map(|i| i.name.clone()).collect());
         names.iter().map(|n| self.open(n)).collect()
     }
 

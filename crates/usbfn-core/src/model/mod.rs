@@ -92,13 +92,13 @@ pub struct DeviceModel {
     pub(crate) i_product: u8,
     pub(crate) i_serial: u8,
     /// Configurations, in `bConfigurationValue` order of declaration.
-    pub configurations: Vec<ConfigurationModel>,
+    pub(crate) configurations: Vec<ConfigurationModel>,
     /// Interfaces; the index is the [`FunctionId`] a service opens.
-    pub interfaces: Vec<InterfaceModel>,
+    pub(crate) interfaces: Vec<InterfaceModel>,
     /// Pipes; index = [`PipeId`]; entry 0 is the default control pipe.
-    pub pipes: Vec<PipeModel>,
+    pub(crate) pipes: Vec<PipeModel>,
     /// Strings by index (index 0, the LANGID list, is not stored here).
-    pub strings: BTreeMap<u8, String>,
+    pub(crate) strings: BTreeMap<u8, String>,
     pub(crate) setup_timeout: Duration,
     pub(crate) device_request_owner: Option<FunctionId>,
 }
@@ -218,6 +218,26 @@ impl DeviceModel {
     /// Validate `config` and assign every number.
     pub fn build(config: &DeviceConfig) -> Result<Self, ValidationError> {
         build::Builder::default().build(config)
+    }
+
+    /// Configurations, in `bConfigurationValue` order of declaration.
+    pub fn configurations(&self) -> &[ConfigurationModel] {
+        &self.configurations
+    }
+
+    /// Interfaces; the index is the [`FunctionId`] a service opens.
+    pub fn interfaces(&self) -> &[InterfaceModel] {
+        &self.interfaces
+    }
+
+    /// Pipes; index = [`PipeId`]; entry 0 is the default control pipe.
+    pub fn pipes(&self) -> &[PipeModel] {
+        &self.pipes
+    }
+
+    /// Strings by index (index 0, the LANGID list, is not stored here).
+    pub fn strings(&self) -> &BTreeMap<u8, String> {
+        &self.strings
     }
 
     /// The device section as configured.

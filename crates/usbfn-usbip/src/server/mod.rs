@@ -86,7 +86,7 @@ impl Export {
     pub fn usb_device(&self) -> Result<UsbDevice, crate::proto::ProtoError> {
         let (device, value, interfaces) = self.controller.with_model(|m| {
             let d = m.device_descriptor(self.speed);
-            let first = m.configurations.first();
+            let first = m.configurations().first();
             (
                 d,
                 first.map_or(0, |c| c.value),
@@ -117,7 +117,7 @@ impl Export {
     /// The DEVLIST entry: the device block and the first configuration's interfaces.
     pub fn exported(&self) -> Result<ExportedDevice, crate::proto::ProtoError> {
         let interfaces = self.controller.with_model(|m| {
-            m.configurations
+            m.configurations()
                 .first()
                 .map(|c| {
                     c.interfaces

@@ -33,7 +33,7 @@ impl<W: Write + Send> PcapTap<W> {
         for export in exports {
             let devid = (export.busnum << 16) | export.devnum;
             export.controller.with_model(|m| {
-                for iface in &m.interfaces {
+                for iface in m.interfaces() {
                     for alt in &iface.alternates {
                         for ep in &alt.endpoints {
                             types

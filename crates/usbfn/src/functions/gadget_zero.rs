@@ -582,8 +582,8 @@ mod tests {
     #[test]
     fn config_is_valid() {
         let model = usbfn_core::DeviceModel::build(&config()).expect("valid");
-        assert_eq!(model.interfaces[0].alternates[0].endpoints.len(), 4);
-        assert_eq!(model.interfaces[0].alternates[1].endpoints.len(), 6);
+        assert_eq!(model.interfaces()[0].alternates[0].endpoints.len(), 4);
+        assert_eq!(model.interfaces()[0].alternates[1].endpoints.len(), 6);
     }
 
     /// The endpoint descriptor (bytes) for `address` in alternate setting `alt` at `speed`.

@@ -236,7 +236,7 @@ mod tests {
             1
         );
         let model = usbfn_core::DeviceModel::build(&config).expect("valid composite");
-        let mut addresses: Vec<u8> = model.pipes.iter().map(|p| p.address.0).collect();
+        let mut addresses: Vec<u8> = model.pipes().iter().map(|p| p.address.0).collect();
         let count = addresses.len();
         addresses.sort_unstable();
         addresses.dedup();
