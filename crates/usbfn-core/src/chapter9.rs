@@ -21,7 +21,6 @@ use usbfn_wire::{
 
 use crate::device::{Device, DeviceState, address_index};
 use crate::event::BusEvent;
-use crate::status::CompletionStatus;
 use crate::types::{BusSpeed, FunctionId};
 
 /// The core's answer to a setup packet.
@@ -215,11 +214,7 @@ impl Device {
         };
         if let Some(old) = self.configuration.take() {
             for f in self.model.configurations[old].interfaces.clone() {
-                for pipe in self.function_pipes(f) {
-                    self.pipes[pipe]
-                        .cancel_all_transfers(CompletionStatus::Cancelled, &mut self.out);
-                    self.pipes[pipe].fail_all_urbs(CompletionStatus::Shutdown, &mut self.out);
-                }
+                self.abort_function_pipes(f);
                 self.notify(f, BusEvent::UnConfigured);
             }
             self.active = [None; 32];
@@ -274,11 +269,7 @@ impl Device {
                 else {
                     return Reply::Stall;
                 };
-                for pipe in self.function_pipes(f) {
-                    self.pipes[pipe]
-                        .cancel_all_transfers(CompletionStatus::Cancelled, &mut self.out);
-                    self.pipes[pipe].fail_all_urbs(CompletionStatus::Shutdown, &mut self.out);
-                }
+                self.abort_function_pipes(f);
                 self.alternates[f.0] = alt;
                 self.activate_pipes(f);
                 self.notify(

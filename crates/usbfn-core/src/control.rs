@@ -30,7 +30,7 @@ impl Device {
                 .urb(urb.id, CompletionStatus::Invalid, 0, Bytes::new());
             return;
         };
-        if self.control_queue.len() >= MAX_QUEUED_CONTROL_URBS {
+        if self.control.queue.len() >= MAX_QUEUED_CONTROL_URBS {
             tracing::warn!(
                 limit = MAX_QUEUED_CONTROL_URBS,
                 "too many queued control URBs: STALL"
@@ -45,21 +45,21 @@ impl Device {
         } else {
             Bytes::new()
         };
-        self.control_queue.push_back(ControlUrb {
+        self.control.queue.push_back(ControlUrb {
             id: urb.id,
             setup,
             data,
             buffer_len: urb.buffer_len,
         });
-        if self.pending.is_none() {
+        if self.control.pending.is_none() {
             self.start_next_control();
         }
     }
 
     /// Answer queued control URBs until one has to wait for a service.
     pub(crate) fn start_next_control(&mut self) {
-        while self.pending.is_none() {
-            let Some(urb) = self.control_queue.pop_front() else {
+        while self.control.pending.is_none() {
+            let Some(urb) = self.control.queue.pop_front() else {
                 return;
             };
             match self.handle_setup(&urb.setup, &urb.data) {
@@ -87,7 +87,7 @@ impl Device {
                     let deadline = self.now + self.model.setup_timeout();
                     let setup = urb.setup;
                     self.functions[f.0].handshake_owed = false;
-                    self.pending = Some(PendingSetup {
+                    self.control.pending = Some(PendingSetup {
                         urb,
                         function: f,
                         stage: SetupStage::Data,
@@ -106,7 +106,7 @@ impl Device {
 
     /// End the request being answered by a service and move on to the next.
     pub(crate) fn finish_pending(&mut self, status: CompletionStatus, data: Bytes) {
-        if let Some(p) = self.pending.take() {
+        if let Some(p) = self.control.pending.take() {
             let actual = if p.urb.setup.direction() == Direction::In {
                 data.len()
             } else if status.is_success() {
@@ -127,7 +127,7 @@ impl Device {
         id: TransferId,
         request: TransferRequest,
     ) -> Result<(), ServiceError> {
-        let Some(p) = self.pending.as_mut().filter(|p| p.function == f) else {
+        let Some(p) = self.control.pending.as_mut().filter(|p| p.function == f) else {
             return Err(ServiceError::InvalidDeviceState(
                 "pipe 0 transfers answer a setup packet, and none is pending for this interface"
                     .into(),

@@ -406,6 +406,19 @@ impl Pipe {
         true
     }
 
+    /// Cancel every queued service transfer with `transfers` and fail every waiting host URB
+    /// with `urbs`: what a configuration change, an alternate-setting change and a bus reset
+    /// or detach do to a pipe.
+    pub(crate) fn abort(
+        &mut self,
+        transfers: CompletionStatus,
+        urbs: CompletionStatus,
+        out: &mut Completions,
+    ) {
+        self.cancel_all_transfers(transfers, out);
+        self.fail_all_urbs(urbs, out);
+    }
+
     /// Cancel every service transfer with `status`.
     pub(crate) fn cancel_all_transfers(&mut self, status: CompletionStatus, out: &mut Completions) {
         self.iso.cancel_all_transfers(status, out);
