@@ -22,6 +22,7 @@ pub(crate) fn tune_for_streaming() {
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // mallopt, with its SAFETY comment
 fn set_thresholds() {
     // SAFETY: mallopt only changes allocator parameters; it is called first thing in main,
     // before any other thread exists, with parameters and values glibc documents.
@@ -35,4 +36,5 @@ fn set_thresholds() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[allow(unsafe_code)] // mallopt, with its SAFETY comment
 fn set_thresholds() {}

@@ -131,6 +131,7 @@ impl Aio {
             ..Iocb::default()
         };
         let iocb: *mut Iocb = &raw mut op.iocb;
+        #[allow(unsafe_code)] // the one call of sys's unsafe io_submit wrapper
         // SAFETY: the buffer (`read_buf`'s heap block or the `Bytes`) and the iocb live in
         // the boxed `Op`, which stays in `inner.ops` — never moved, never resized — until
         // `reap` has taken the request's event out of the kernel; `read_buf` is not touched

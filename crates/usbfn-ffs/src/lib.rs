@@ -40,6 +40,7 @@ mod device;
 mod ep0;
 mod error;
 mod interface;
+#[allow(unsafe_code)] // every system call, each block with its SAFETY comment
 mod sys;
 
 pub use aio::MAX_IN_FLIGHT;

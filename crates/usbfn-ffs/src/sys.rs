@@ -1,6 +1,8 @@
 //! The system calls FunctionFS needs that std does not wrap: mount/umount, Linux AIO
 //! (`io_setup`, `io_submit`, `io_getevents`, `io_cancel`, `io_destroy`), eventfd, poll and the
-//! FunctionFS ioctls. Every `unsafe` block of usbfn lives in this file, each with its reason.
+//! FunctionFS ioctls. Every `unsafe` block of usbfn lives in this file, each with its reason,
+//! but for the one call of [`AioContext::submit`] in `aio.rs` (the workspace denies
+//! `unsafe_code`; both places allow it by name).
 //! Errors come back as `std::io::Error` from errno.
 
 use std::ffi::CString;

@@ -17,6 +17,7 @@
 mod cases;
 mod device;
 mod errno;
+#[allow(unsafe_code)] // the USBDEVFS_IOCTL call, with its SAFETY comment
 mod ioctl;
 
 use std::fs::{File, OpenOptions};

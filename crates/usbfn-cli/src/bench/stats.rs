@@ -33,6 +33,7 @@ impl Latency {
 }
 
 /// CPU time this process has used so far (user + system, every thread), in seconds.
+#[allow(unsafe_code)] // getrusage, with its SAFETY comments
 pub(crate) fn process_cpu_seconds() -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes one `rusage` through the valid pointer it is given and reads
