@@ -8,9 +8,8 @@
 
 use usbfn_wire::{
     BosDescriptor, ConfigurationDescriptor, DescriptorType, DeviceDescriptor,
-    DeviceQualifierDescriptor, EndpointDescriptor, InterfaceAssociationDescriptor,
-    InterfaceDescriptor, SuperSpeedEndpointCompanion, SuperSpeedUsbCapability, TransferType,
-    Usb20ExtensionCapability,
+    DeviceQualifierDescriptor, InterfaceAssociationDescriptor, InterfaceDescriptor,
+    SuperSpeedEndpointCompanion, SuperSpeedUsbCapability, Usb20ExtensionCapability,
 };
 
 use crate::model::{DeviceModel, InterfaceModel};
@@ -282,17 +281,7 @@ fn interface_descriptors(iface: &InterfaceModel, speed: BusSpeed) -> Vec<u8> {
         );
         out.extend_from_slice(&alt.class_descriptors);
         for ep in &alt.endpoints {
-            let p = ep.at(speed);
-            let mut desc = EndpointDescriptor::new(
-                ep.address,
-                ep.transfer_type,
-                p.w_max_packet_size,
-                p.interval,
-            );
-            if ep.transfer_type == TransferType::Isochronous {
-                desc.bm_attributes |= ep.iso_attributes;
-            }
-            out.extend(desc.to_bytes());
+            out.extend(ep.descriptor(speed).to_bytes());
             if speed == BusSpeed::Super {
                 out.extend(
                     SuperSpeedEndpointCompanion {

@@ -277,17 +277,7 @@ impl Device {
                     if pipes.iter().any(|(_, p)| *p == ep.pipe) {
                         continue;
                     }
-                    let params = ep.at(speed);
-                    let mut desc = EndpointDescriptor::new(
-                        ep.address,
-                        ep.transfer_type,
-                        params.w_max_packet_size,
-                        params.interval,
-                    );
-                    if ep.transfer_type == TransferType::Isochronous {
-                        desc.bm_attributes |= ep.iso_attributes;
-                    }
-                    pipes.push((desc, ep.pipe));
+                    pipes.push((ep.descriptor(speed), ep.pipe));
                 }
             }
             ClassInterfaceInfo {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use usbfn_wire::{EndpointAddress, TransferType};
+use usbfn_wire::{EndpointAddress, EndpointDescriptor, TransferType};
 
 use crate::config::{DeviceConfig, DeviceSection};
 use crate::types::{BusSpeed, FunctionId, PipeId};
@@ -202,6 +202,22 @@ impl EndpointModel {
     /// Per-speed fields at `speed`.
     pub fn at(&self, speed: BusSpeed) -> SpeedParams {
         self.per_speed[speed.index()]
+    }
+
+    /// The endpoint descriptor at `speed` (with the isochronous synchronization and usage
+    /// bits), as the configuration descriptor and `GET_CLASS_INFO` both carry it.
+    pub fn descriptor(&self, speed: BusSpeed) -> EndpointDescriptor {
+        let p = self.at(speed);
+        let mut desc = EndpointDescriptor::new(
+            self.address,
+            self.transfer_type,
+            p.w_max_packet_size,
+            p.interval,
+        );
+        if self.transfer_type == TransferType::Isochronous {
+            desc.bm_attributes |= self.iso_attributes;
+        }
+        desc
     }
 }
 
