@@ -254,6 +254,7 @@ async fn dispatch_inner<S: ServiceApi>(iface: &S, r: IoctlRequest) -> Result<Ioc
             if r.output_capacity < info.encoded_len() {
                 // Tell the caller how much it needs, as the Windows driver does.
                 let mut too_small = info.header();
+                // Fits: `InterfaceInfo::new` refused a set longer than u16.
                 too_small.size = u16::try_from(info.descriptor_set().len()).unwrap_or(u16::MAX);
                 let out = too_small.encode();
                 let n = out.len().min(r.output_capacity);

@@ -41,6 +41,7 @@ impl FrameClock {
     /// The frame in progress at `now` (0 before the epoch).
     pub(crate) fn frame_at(&self, now: Instant) -> u64 {
         let elapsed = now.saturating_duration_since(self.epoch).as_nanos();
+        // Saturates on purpose: u64 frames of 125 µs last 73 million years.
         u64::try_from(elapsed / self.unit_nanos()).unwrap_or(u64::MAX)
     }
 

@@ -93,6 +93,7 @@ impl DeviceModel {
             i_manufacturer: self.i_manufacturer,
             i_product: self.i_product,
             i_serial_number: self.i_serial,
+            // Fits: at most MAX_CONFIGURATIONS (12), checked by DeviceModel::build.
             b_num_configurations: u8::try_from(self.configurations.len()).unwrap_or(u8::MAX),
         }
     }
@@ -134,6 +135,7 @@ impl DeviceModel {
                 b_device_sub_class: d.subclass,
                 b_device_protocol: d.protocol,
                 b_max_packet_size0: self.max_packet0_field(other),
+                // Fits: at most MAX_CONFIGURATIONS (12).
                 b_num_configurations: u8::try_from(self.configurations.len()).unwrap_or(u8::MAX),
             }
             .to_bytes()
@@ -178,6 +180,8 @@ impl DeviceModel {
             caps.extend(platform);
             count += 1;
         }
+        // Fits: at most three capabilities (USB 2.0 extension 7, SuperSpeed 10, MS OS 2.0
+        // platform 28 bytes).
         let total = u16::try_from(BosDescriptor::LENGTH + caps.len()).unwrap_or(u16::MAX);
         let mut out = BosDescriptor {
             w_total_length: total,
@@ -208,6 +212,8 @@ impl DeviceModel {
             attributes |= ConfigurationDescriptor::ATTR_REMOTE_WAKEUP;
         }
         let unit = if speed == BusSpeed::Super { 8 } else { 2 };
+        // Fits: max_power_ma is at most 500 (900 at SuperSpeed, in 8 mA units), checked by
+        // DeviceModel::build.
         let max_power = u8::try_from(d.max_power_ma.div_ceil(unit)).unwrap_or(u8::MAX);
         let mut body = Vec::new();
         for &f in &config.interfaces {
@@ -240,6 +246,8 @@ impl DeviceModel {
         })?;
         let header = ConfigurationDescriptor {
             w_total_length: total,
+            // Fits: at most MAX_INTERFACES_PER_CONFIGURATION (255), checked by
+            // DeviceModel::build.
             b_num_interfaces: u8::try_from(config.interfaces.len()).unwrap_or(u8::MAX),
             b_configuration_value: config.value,
             i_configuration: config.i_configuration,
@@ -270,6 +278,8 @@ fn interface_descriptors(iface: &InterfaceModel, speed: BusSpeed) -> Vec<u8> {
         out.extend(
             InterfaceDescriptor {
                 b_interface_number: iface.number,
+                // Fit: at most 256 alternate settings (numbers 0..=255) and 15 endpoints per
+                // direction in one, checked by DeviceModel::build.
                 b_alternate_setting: u8::try_from(alt_number).unwrap_or(u8::MAX),
                 b_num_endpoints: u8::try_from(alt.endpoints.len()).unwrap_or(u8::MAX),
                 b_interface_class: alt.class.0,

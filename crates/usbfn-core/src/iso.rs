@@ -92,6 +92,7 @@ struct OutRead {
 
 impl ScheduledUrb {
     fn frame_of(&self, packet: usize, interval: u64) -> u64 {
+        // Fits: usize is at most 64 bits on every target Rust supports.
         let i = u64::try_from(packet).unwrap_or(u64::MAX);
         self.start.saturating_add(i.saturating_mul(interval))
     }
@@ -269,6 +270,7 @@ impl IsoPipe {
                 status: CompletionStatus::Missed,
             };
         };
+        // Fits: usize is at least 32 bits on every target usbfn builds for.
         let room = usize::try_from(packet.length).unwrap_or(usize::MAX);
         let p = (t.data.len() - t.offset).min(self.max_bytes);
         let (taken, status) = if p > room {
@@ -285,6 +287,7 @@ impl IsoPipe {
         }
         IsoPacketResult {
             packet,
+            // Fits: `taken` is at most `room`, a u32.
             actual_length: u32::try_from(taken).unwrap_or(u32::MAX),
             status,
         }
@@ -297,7 +300,8 @@ impl IsoPipe {
         data: &Bytes,
         out: &mut Completions,
     ) -> IsoPacketResult {
-        // Bounds were checked at submit.
+        // Bounds were checked at submit (and a u32 fits usize on every target usbfn builds
+        // for).
         let start = usize::try_from(packet.offset).unwrap_or(usize::MAX);
         let len = usize::try_from(packet.length).unwrap_or(usize::MAX);
         let Some(bytes) = start
@@ -405,6 +409,7 @@ fn complete(mut urb: ScheduledUrb, status: CompletionStatus, out: &mut Completio
     let actual: usize = urb
         .results
         .iter()
+        // Fits: u32 into usize (at least 32 bits on every target usbfn builds for).
         .map(|r| usize::try_from(r.actual_length).unwrap_or(usize::MAX))
         .fold(0, usize::saturating_add);
     out.urbs.push_back(UrbCompletion {

@@ -63,6 +63,7 @@ impl DeviceModel {
                     continue;
                 }
                 body.extend(header(8, SUBSET_HEADER_CONFIGURATION));
+                // Fits: a configuration index, below MAX_CONFIGURATIONS (12).
                 body.push(u8::try_from(index).unwrap_or(u8::MAX));
                 body.push(0);
                 body.extend(u16_le(8 + functions.len()));
@@ -96,6 +97,9 @@ fn header(length: u16, kind: u16) -> [u8; 4] {
     [l0, l1, k0, k1]
 }
 
+/// A length field. Fits: the whole set is at most a 10-byte header, 12 configuration
+/// subsets of 8 bytes and 255 function subsets of 8 + 20 bytes (compatible IDs are the only
+/// feature), about 8 KiB.
 fn u16_le(n: usize) -> [u8; 2] {
     u16::try_from(n).unwrap_or(u16::MAX).to_le_bytes()
 }

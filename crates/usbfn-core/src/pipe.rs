@@ -193,6 +193,7 @@ struct Pacing {
 
 impl Pacing {
     fn take_slots(&mut self, packets: usize) {
+        // Fits: usize is at most 64 bits on every target Rust supports.
         let packets = u64::try_from(packets).unwrap_or(u64::MAX).max(1);
         let intervals = packets.div_ceil(self.per_interval);
         let start = self.next_slot.max(self.now);

@@ -316,6 +316,7 @@ impl Device {
                 && self
                     .model
                     .pipes
+                    // An unrepresentable ID matches no pipe (`get` is None).
                     .get(usize::try_from(p.0).unwrap_or(usize::MAX))
                     .is_some_and(|m| m.function == f)
             {

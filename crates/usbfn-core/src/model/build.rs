@@ -239,6 +239,17 @@ impl Builder {
         // Interface numbers per configuration: fixed first, then the lowest free.
         let mut numbers = vec![0u8; config.interfaces.len()];
         for (c, (_, _, members)) in sections.iter().enumerate() {
+            // bNumInterfaces is one byte.
+            if members.len() > MAX_INTERFACES_PER_CONFIGURATION {
+                return Err(err(
+                    nth("configurations", c),
+                    Problem::TooMany {
+                        what: "interfaces (bNumInterfaces)",
+                        count: members.len(),
+                        limit: MAX_INTERFACES_PER_CONFIGURATION,
+                    },
+                ));
+            }
             let mut used = [false; 256];
             for &m in members {
                 if let Some(n) = config.interfaces[m].number {
@@ -264,7 +275,7 @@ impl Builder {
                                 Problem::TooMany {
                                     what: "interfaces",
                                     count: members.len(),
-                                    limit: 256,
+                                    limit: MAX_INTERFACES_PER_CONFIGURATION,
                                 },
                             )
                         })?;
@@ -434,6 +445,9 @@ impl Builder {
                     ep.pipe = match mine.iter().find(|(addr, _)| *addr == ep.address.0) {
                         Some(&(_, p)) => p,
                         None => {
+                            // Fits: at most 256 alternate settings × 30 endpoints per
+                            // interface exist at this point (the total is checked against
+                            // MAX_ENDPOINTS below), far below u32::MAX.
                             let id = PipeId(u32::try_from(pipes.len()).unwrap_or(u32::MAX));
                             pipes.push(PipeModel {
                                 function: FunctionId(m),
@@ -461,6 +475,7 @@ impl Builder {
         let mut configurations = Vec::new();
         let mut values = Vec::new();
         for (c, (value, name, members)) in sections.iter().enumerate() {
+            // Fits: at most MAX_CONFIGURATIONS (12) configurations were accepted above.
             let value = value.unwrap_or(u8::try_from(c + 1).unwrap_or(u8::MAX));
             if value == 0 || values.contains(&value) {
                 return Err(illegal(
@@ -518,6 +533,8 @@ impl Builder {
             let i_function = self.string(&format!("{field}.string"), assoc.string.as_deref())?;
             configurations[c].associations.push(AssociationModel {
                 first_interface: nums[0],
+                // Fits: members of one configuration, at most
+                // MAX_INTERFACES_PER_CONFIGURATION (255).
                 interface_count: u8::try_from(nums.len()).unwrap_or(u8::MAX),
                 class: (assoc.class, assoc.subclass, assoc.protocol),
                 i_function,

@@ -22,6 +22,8 @@ pub(crate) use endpoint::{check_descriptor_chain, endpoint_for_registry};
 pub const MAX_ENDPOINTS: usize = usbfn_abi::MAX_NUM_USBFN_ENDPOINTS;
 /// `MAX_SUPPORTED_CONFIGURATIONS`.
 pub const MAX_CONFIGURATIONS: usize = usbfn_abi::MAX_SUPPORTED_CONFIGURATIONS;
+/// Interfaces in one configuration: `bNumInterfaces` is one byte.
+pub const MAX_INTERFACES_PER_CONFIGURATION: usize = 255;
 /// Longest USB string in UTF-16 code units (a string descriptor's 254 payload bytes).
 pub const MAX_STRING_UNITS: usize = 126;
 /// Longest interface name: `MAX_INTERFACE_NAME_LENGTH` less the NUL.

@@ -156,6 +156,23 @@ fn too_many_endpoints_hits_the_genericusbfn_limit() {
 }
 
 #[test]
+fn a_configuration_holds_at_most_255_interfaces() {
+    let ifaces = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("[[interfaces]]\nname = \"i{i}\"\n"))
+            .collect()
+    };
+    let model = build(&format!("{HEAD}{}", ifaces(255))).expect("255 interfaces");
+    let config = model.descriptor_set(BusSpeed::High).expect("descriptors");
+    assert_eq!(config.configurations[0][4], 255, "bNumInterfaces");
+    let err = build(&format!("{HEAD}{}", ifaces(256))).expect_err("256 do not fit bNumInterfaces");
+    assert!(
+        err.to_string().contains("bNumInterfaces") && err.to_string().contains("255"),
+        "{err}"
+    );
+}
+
+#[test]
 fn registry_blob_adapts_packet_sizes_per_speed() {
     // Interface (2 endpoints) + bulk IN 512 + interrupt OUT 8 (size fixed by the 0x80 mask).
     let m = build(&format!(
