@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use usbfn_core::testkit::SimHost;
 use usbfn_core::{
-    BusSpeed, CompletionStatus, Device, DeviceConfig, DeviceModel, FunctionId, PipeId, TransferId,
-    TransferRequest, Urb, UrbId,
+    BusSpeed, CompletionStatus, Device, FunctionId, PipeId, TransferId, TransferRequest, Urb, UrbId,
 };
 use usbfn_wire::{DescriptorType, Direction, SetupPacket};
 
@@ -29,47 +29,21 @@ const OUT_PIPE: PipeId = PipeId(2);
 
 /// A configured high-speed device (wMaxPacketSize 512) with an active service.
 fn configured() -> Device {
-    let config = DeviceConfig::from_toml(CONFIG).expect("valid config");
-    let model = DeviceModel::build(&config).expect("valid model");
-    let now = Instant::now();
-    let mut d = Device::new(model, now).expect("descriptors fit");
-    d.activate(F).expect("activate");
-    d.bus_attach(now);
-    d.bus_reset(BusSpeed::High, now);
-    d.submit_urb(control(SetupPacket::set_configuration(1)), now);
-    let c = d
-        .poll_urb_completion()
-        .expect("SET_CONFIGURATION completes");
+    let mut host = SimHost::new(CONFIG, BusSpeed::High);
+    let c = host.set_configuration(1);
     assert_eq!(c.status, CompletionStatus::Success);
-    while d.poll_event(F).is_some() {}
-    d
+    host.drain_events(F);
+    host.dev
 }
 
 fn control(setup: SetupPacket) -> Urb {
-    Urb {
-        id: UrbId(0),
-        endpoint: 0,
-        direction: setup.direction(),
-        setup: Some(setup),
-        buffer_len: usize::from(setup.w_length),
-        data: Bytes::new(),
-        short_not_ok: false,
-        zero_packet: false,
-        iso: None,
-    }
+    Urb::control(UrbId(0), setup, Bytes::new())
 }
 
 fn bulk(direction: Direction, buffer_len: usize, data: Bytes) -> Urb {
-    Urb {
-        id: UrbId(0),
-        endpoint: 1,
-        direction,
-        setup: None,
-        buffer_len,
-        data,
-        short_not_ok: false,
-        zero_packet: false,
-        iso: None,
+    match direction {
+        Direction::In => Urb::bulk_in(UrbId(0), 1, buffer_len),
+        Direction::Out => Urb::bulk_out(UrbId(0), 1, data),
     }
 }
 

@@ -50,6 +50,8 @@ pub mod msos;
 mod pipe;
 mod registry;
 pub mod status;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 mod types;
 
 pub use clock::{FRAME_NUMBER_MODULUS, frame_duration};

@@ -109,6 +109,89 @@ pub struct Urb {
     pub iso: Option<IsoRequest>,
 }
 
+impl Urb {
+    /// A control URB on endpoint 0: `setup`, and for a host-to-device data stage `data`
+    /// (an IN data stage gets a buffer of `wLength`).
+    pub fn control(id: UrbId, setup: usbfn_wire::SetupPacket, data: Bytes) -> Urb {
+        Urb {
+            id,
+            endpoint: 0,
+            direction: setup.direction(),
+            setup: Some(setup),
+            buffer_len: usize::from(setup.w_length),
+            data,
+            short_not_ok: false,
+            zero_packet: false,
+            iso: None,
+        }
+    }
+
+    /// A bulk or interrupt IN URB with a buffer of `buffer_len` bytes.
+    pub fn bulk_in(id: UrbId, endpoint: u8, buffer_len: usize) -> Urb {
+        Urb {
+            id,
+            endpoint,
+            direction: usbfn_wire::Direction::In,
+            setup: None,
+            buffer_len,
+            data: Bytes::new(),
+            short_not_ok: false,
+            zero_packet: false,
+            iso: None,
+        }
+    }
+
+    /// A bulk or interrupt OUT URB carrying `data`.
+    pub fn bulk_out(id: UrbId, endpoint: u8, data: Bytes) -> Urb {
+        Urb {
+            id,
+            endpoint,
+            direction: usbfn_wire::Direction::Out,
+            setup: None,
+            buffer_len: data.len(),
+            data,
+            short_not_ok: false,
+            zero_packet: false,
+            iso: None,
+        }
+    }
+
+    /// An isochronous URB: one packet per `lengths` entry, laid out back to back (OUT
+    /// `data` holds them; an IN buffer is their sum), started as soon as possible.
+    pub fn iso(
+        id: UrbId,
+        endpoint: u8,
+        direction: usbfn_wire::Direction,
+        lengths: &[u32],
+        data: Bytes,
+    ) -> Urb {
+        let mut offset = 0u32;
+        let packets = lengths
+            .iter()
+            .map(|&length| {
+                let p = IsoPacket { offset, length };
+                offset = offset.saturating_add(length);
+                p
+            })
+            .collect();
+        Urb {
+            id,
+            endpoint,
+            direction,
+            setup: None,
+            // Fits: u32 into usize on every target usbfn builds for.
+            buffer_len: usize::try_from(offset).unwrap_or(usize::MAX),
+            data,
+            short_not_ok: false,
+            zero_packet: false,
+            iso: Some(IsoRequest {
+                packets,
+                start_frame: None,
+            }),
+        }
+    }
+}
+
 /// The packets of an isochronous URB and where it starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IsoRequest {

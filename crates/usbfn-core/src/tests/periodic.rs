@@ -68,29 +68,7 @@ fn pipe_of(h: &SimHost, address: u8) -> PipeId {
 
 fn iso_urb(h: &mut SimHost, ep: u8, direction: Direction, lengths: &[u32], data: Bytes) -> UrbId {
     let id = h.id();
-    let mut offset = 0;
-    let packets = lengths
-        .iter()
-        .map(|&length| {
-            let p = IsoPacket { offset, length };
-            offset += length;
-            p
-        })
-        .collect();
-    h.submit(Urb {
-        id,
-        endpoint: ep,
-        direction,
-        setup: None,
-        buffer_len: offset as usize,
-        data,
-        short_not_ok: false,
-        zero_packet: false,
-        iso: Some(IsoRequest {
-            packets,
-            start_frame: None,
-        }),
-    });
+    h.submit(Urb::iso(id, ep, direction, lengths, data));
     id
 }
 
