@@ -117,29 +117,17 @@ impl Host {
 
     /// A bulk or interrupt IN URB on endpoint `ep` with a `len`-byte buffer.
     pub fn bulk_in(&self, ep: u8, len: usize) -> UrbFuture {
-        self.submit(data_urb(ep, Direction::In, len, Bytes::new()))
+        self.submit(Urb::bulk_in(UrbId(0), ep, len))
     }
 
     /// A bulk or interrupt OUT URB.
     pub fn bulk_out(&self, ep: u8, data: Bytes) -> UrbFuture {
-        let len = data.len();
-        self.submit(data_urb(ep, Direction::Out, len, data))
+        self.submit(Urb::bulk_out(UrbId(0), ep, data))
     }
 
     /// A control transfer; fails unless it completes successfully.
     pub async fn control(&self, setup: SetupPacket, data: Bytes) -> Result<Bytes, Error> {
-        let urb = Urb {
-            id: UrbId(0),
-            endpoint: 0,
-            direction: setup.direction(),
-            setup: Some(setup),
-            buffer_len: usize::from(setup.w_length),
-            data,
-            short_not_ok: false,
-            zero_packet: false,
-            iso: None,
-        };
-        let c = self.submit(urb).await?;
+        let c = self.submit(Urb::control(UrbId(0), setup, data)).await?;
         if c.status != CompletionStatus::Success {
             return Err(Error::Transfer(c.status));
         }
@@ -193,19 +181,5 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         self.dispatcher.abort();
-    }
-}
-
-fn data_urb(ep: u8, direction: Direction, len: usize, data: Bytes) -> Urb {
-    Urb {
-        id: UrbId(0),
-        endpoint: ep,
-        direction,
-        setup: None,
-        buffer_len: len,
-        data,
-        short_not_ok: false,
-        zero_packet: false,
-        iso: None,
     }
 }

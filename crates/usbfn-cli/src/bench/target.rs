@@ -183,17 +183,11 @@ impl Target {
 
     fn submit_control(&self, setup: SetupPacket, data: Bytes) -> anyhow::Result<InFlight> {
         Ok(match &self.host {
-            HostKind::Local(h) => InFlight::Local(h.submit(usbfn_core::Urb {
-                id: usbfn_core::UrbId(0),
-                endpoint: 0,
-                direction: setup.direction(),
-                setup: Some(setup),
-                buffer_len: usize::from(setup.w_length),
+            HostKind::Local(h) => InFlight::Local(h.submit(usbfn_core::Urb::control(
+                usbfn_core::UrbId(0),
+                setup,
                 data,
-                short_not_ok: false,
-                zero_packet: false,
-                iso: None,
-            })),
+            ))),
             HostKind::Usbip(d) => {
                 let urb = if setup.is_in() {
                     Urb::control_in(setup.to_bytes(), u32::from(setup.w_length))
