@@ -79,7 +79,7 @@ impl<W: Write + Send> PcapTap<W> {
             id: (u64::from(device.devid()) << 32) | u64::from(seqnum),
             transfer_type,
             endpoint: address,
-            // saturates on purpose: usbmon's devnum is one byte; exports past the 254th all show
+            // saturates on purpose: usbmon's devnum is one byte; from the 254th export on all show
             // 255 in the capture, their URBs still told apart by `id` (which holds the devid).
             devnum: u8::try_from(device.devnum).unwrap_or(u8::MAX),
             // fits: every export is on bus 1 (ServerBuilder::export).
