@@ -311,16 +311,20 @@ impl RemoteInterface {
 
     /// [`usbfn::Interface::ioctl`] over the socket: the same request, the same reply.
     pub async fn ioctl(&self, request: usbfn::ioctl::IoctlRequest) -> usbfn::ioctl::IoctlReply {
-        // nOutBufferSize is a u32 on the wire: a larger buffer is refused here, as the daemon
-        // refuses any beyond MAX_DATA_LEN, instead of being announced as u32::MAX.
+        // nOutBufferSize is a u32 on the wire: a larger buffer is refused here with the status
+        // the daemon gives one beyond MAX_DATA_LEN, instead of being announced as u32::MAX.
         let Ok(output_length) = u32::try_from(request.output_capacity) else {
-            let e = Error::Refused(ServiceError::InvalidParameter(format!(
-                "output buffer of {} bytes is larger than the IPC protocol carries (MAX_DATA_LEN {MAX_DATA_LEN})",
-                request.output_capacity
-            )));
-            tracing::debug!(code = %request.code, error = %e, "IOCTL refused");
+            tracing::debug!(
+                code = %request.code, output_capacity = request.output_capacity,
+                "IOCTL refused: output buffer larger than the IPC protocol carries (MAX_DATA_LEN {MAX_DATA_LEN})"
+            );
+            let status = if IoctlCode::KNOWN.contains(&request.code) {
+                NtStatus::STATUS_INVALID_PARAMETER
+            } else {
+                NtStatus::STATUS_INVALID_DEVICE_REQUEST
+            };
             return usbfn::ioctl::IoctlReply {
-                status: e.to_ntstatus(),
+                status,
                 information: 0,
                 output: Bytes::new(),
             };
