@@ -83,6 +83,7 @@ impl ServerArgs {
             options.idle_timeout = Duration::from_secs_f64(s);
         }
         if let Some(n) = self.max_connections {
+            // fits: a u32 widens to usize on the 32- and 64-bit targets usbfn builds for.
             options.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
         } else if let Some(n) = file.max_connections {
             options.max_connections = n;

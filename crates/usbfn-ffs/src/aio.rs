@@ -20,6 +20,8 @@ use crate::sys::{
 /// Requests in flight per device (the AIO context's size): the limit a service hits with
 /// `STATUS_INSUFFICIENT_RESOURCES`-style refusals.
 pub const MAX_IN_FLIGHT: usize = 1024;
+// io_setup takes the context's size as a u32.
+const _: () = assert!(MAX_IN_FLIGHT <= u32::MAX as usize);
 
 /// The result of one request: bytes moved (or a negative errno) and, for reads, the data.
 #[derive(Debug)]
@@ -60,6 +62,7 @@ impl Aio {
     /// Set up the context; the reaper task must be spawned with [`Aio::reap`].
     pub(crate) fn new() -> std::io::Result<Arc<Self>> {
         Ok(Arc::new(Aio {
+            // fits: MAX_IN_FLIGHT is a constant asserted below u32::MAX next to it.
             ctx: AioContext::new(u32::try_from(MAX_IN_FLIGHT).unwrap_or(u32::MAX))?,
             inner: Mutex::new(Inner {
                 ops: HashMap::new(),
@@ -123,6 +126,7 @@ impl Aio {
         op.iocb = Iocb {
             aio_data: key,
             aio_lio_opcode: opcode,
+            // fits: the descriptor of an open file (and below, of an OwnedFd) is non-negative.
             aio_fildes: u32::try_from(file.as_raw_fd()).unwrap_or(u32::MAX),
             aio_buf: buf,
             aio_nbytes: len,

@@ -148,6 +148,7 @@ fn layout(
                     .iter()
                     .enumerate()
                     .find(|(_, p)| p.address.0 == address && functions.contains(&p.function))
+                    // fits: a model has at most MAX_ENDPOINTS + 1 pipes (checked when built).
                     .map(|(i, p)| (PipeId(u32::try_from(i).unwrap_or(u32::MAX)), p.function))
                     .ok_or_else(|| {
                         FfsError::Unsupported(format!("endpoint {address:#04x} has no pipe"))

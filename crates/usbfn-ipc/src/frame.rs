@@ -38,6 +38,10 @@ pub const MAX_OUTSTANDING_REQUESTS: usize = 512;
 /// complete at once with `STATUS_INSUFFICIENT_RESOURCES`.
 pub const MAX_BUFFERED_BYTES: usize = 64 * 1024 * 1024;
 
+// HELLO announces both limits as u32 fields.
+const _: () = assert!(MAX_FRAME_LEN <= u32::MAX as usize);
+const _: () = assert!(MAX_OUTSTANDING_REQUESTS <= u32::MAX as usize);
+
 /// Kind byte of [`Hello`].
 pub const KIND_HELLO: u8 = 1;
 /// Kind byte of [`Request`].
@@ -168,7 +172,7 @@ impl Hello {
         Hello {
             version: PROTOCOL_VERSION,
             status,
-            // Both limits are small constants that fit a u32.
+            // fits: both limits are constants asserted below u32::MAX (next to MAX_FRAME_LEN).
             max_frame_len: u32::try_from(MAX_FRAME_LEN).unwrap_or(u32::MAX),
             max_outstanding: u32::try_from(MAX_OUTSTANDING_REQUESTS).unwrap_or(u32::MAX),
         }

@@ -54,6 +54,15 @@ pub use frame::{
 /// (what `CreateFile` of an exclusive device reports on Windows).
 pub const STATUS_SHARING_VIOLATION: usbfn_abi::NtStatus = usbfn_abi::NtStatus(0xC000_0043);
 
+// `usize_from` widens; usbfn builds for 32- and 64-bit targets only.
+const _: () = assert!(usize::BITS >= u32::BITS);
+
+/// A wire `u32` (a length, a count) as a `usize`: lossless, `usize` has at least 32 bits
+/// (asserted above), so no value needs clamping.
+pub(crate) const fn usize_from(n: u32) -> usize {
+    n as usize
+}
+
 /// Conversions between the IOCTL buffers and the service API's values, for other clients.
 pub mod convert {
     pub use crate::client::{

@@ -524,3 +524,36 @@ async fn dropping_a_remote_transfer_cancels_it() {
     drop((a, b));
     d.stop().await;
 }
+
+/// An output buffer the protocol cannot carry is refused as the daemon refuses one beyond
+/// MAX_DATA_LEN, not sent with a size clamped to u32::MAX.
+#[cfg(target_pointer_width = "64")]
+#[tokio::test]
+async fn oversized_output_buffers_are_refused_alike() {
+    let config = DeviceConfig::from_toml(TWO).expect("toml");
+    let d = daemon("oversized", &config).await;
+    let remote = RemoteInterface::open(&d.dir, GUID_A).await.expect("open a");
+    let ask = |code: IoctlCode, output_capacity: usize| usbfn::ioctl::IoctlRequest {
+        code,
+        input: Bytes::new(),
+        output: Bytes::new(),
+        output_capacity,
+    };
+    let over_data = usbfn_ipc::MAX_DATA_LEN + 1;
+    for (code, status) in [
+        (
+            IoctlCode::GET_CLASS_INFO,
+            NtStatus::STATUS_INVALID_PARAMETER,
+        ),
+        (
+            IoctlCode(0x0022_0000),
+            NtStatus::STATUS_INVALID_DEVICE_REQUEST,
+        ),
+    ] {
+        let by_daemon = remote.ioctl(ask(code, over_data)).await;
+        assert_eq!(by_daemon.status, status, "{code}");
+        assert_eq!(remote.ioctl(ask(code, 1 << 32)).await, by_daemon, "{code}");
+    }
+    drop(remote);
+    d.stop().await;
+}

@@ -191,6 +191,7 @@ pub(crate) fn encode_prefix<'a>(rec: &UsbRecord<'a>, snaplen: u32, out: &mut Vec
     let micros = rec.timestamp.subsec_micros();
 
     out.reserve(RECORD_HEADER_LEN + layout.incl_len());
+    // saturates on purpose (documented at encode_record): the pcap record's seconds end in 2106.
     out.extend_from_slice(&u32::try_from(secs).unwrap_or(u32::MAX).to_le_bytes());
     out.extend_from_slice(&micros.to_le_bytes());
     out.extend_from_slice(&u32_sat(layout.incl_len()).to_le_bytes());
@@ -205,7 +206,9 @@ pub(crate) fn encode_prefix<'a>(rec: &UsbRecord<'a>, snaplen: u32, out: &mut Vec
     h[field::BUSNUM].copy_from_slice(&rec.busnum.to_le_bytes());
     h[field::FLAG_SETUP] = if rec.setup.is_some() { 0 } else { b'-' };
     h[field::FLAG_DATA] = layout.flag_data;
+    // saturates on purpose (documented at encode_record), as in the record header above.
     h[field::TS_SEC].copy_from_slice(&i64::try_from(secs).unwrap_or(i64::MAX).to_le_bytes());
+    // fits: subsec_micros is below 1_000_000.
     h[field::TS_USEC].copy_from_slice(&i32::try_from(micros).unwrap_or(i32::MAX).to_le_bytes());
     h[field::STATUS].copy_from_slice(&rec.status.to_le_bytes());
     h[field::LENGTH].copy_from_slice(&rec.urb_length.to_le_bytes());
@@ -237,12 +240,20 @@ fn iso_desc_bytes(d: &IsoDesc) -> [u8; ISO_DESC_LEN] {
     b
 }
 
+/// A size for a u32 field. saturates on purpose for `orig_len`, the one unbounded caller
+/// (documented at encode_record: sizes beyond u32::MAX saturate); the others fit: `incl_len`
+/// and `len_cap` are at most the snaplen (clamped to MAX_SNAPLEN in Layout::new), `ndesc` at
+/// most MAX_ISO_DESCRIPTORS.
 fn u32_sat(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-fn usize_from(n: u32) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX)
+// `usize_from` widens; usbfn builds for 32- and 64-bit targets only.
+const _: () = assert!(usize::BITS >= u32::BITS);
+
+/// A u32 as a usize: lossless, `usize` has at least 32 bits (asserted above).
+const fn usize_from(n: u32) -> usize {
+    n as usize
 }
 
 #[cfg(test)]

@@ -10,3 +10,12 @@ mod batch;
 pub mod client;
 pub mod proto;
 pub mod server;
+
+// `usize_from` widens; usbfn builds for 32- and 64-bit targets only.
+const _: () = assert!(usize::BITS >= u32::BITS);
+
+/// A wire `u32` (a length, an offset) as a `usize`: lossless, `usize` has at least 32 bits
+/// (asserted above), so no value needs clamping.
+pub(crate) const fn usize_from(n: u32) -> usize {
+    n as usize
+}

@@ -170,12 +170,15 @@ impl Plan {
         let latency = 2 + t * 2;
         let events = 1 + t;
         let scale = self.devices.len();
+        // fits: usize has at most 64 bits on every Rust target.
         u64::try_from(bulk + latency + events + scale).unwrap_or(u64::MAX)
     }
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(n) = args.scale_child {
+        // Not a conversion: without --scale-sample the child imports every one of its devices
+        // (`sample >= n`), which usize::MAX says for any n.
         return scale::child(n, args.scale_sample.unwrap_or(usize::MAX)).await;
     }
     let plan = Plan::from_args(&args)?;

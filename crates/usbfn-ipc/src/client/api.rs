@@ -49,7 +49,7 @@ fn transfer_completion(c: Completion, out: bool) -> Result<TransferCompletion, E
     let bytes_transferred = if out {
         c.output.len()
     } else {
-        usize::try_from(c.information).unwrap_or(usize::MAX)
+        crate::usize_from(c.information)
     };
     Ok(TransferCompletion {
         id: TransferId(c.id),
@@ -106,6 +106,9 @@ fn pipe_input(pipe: PipeId) -> Bytes {
     Bytes::copy_from_slice(&pipe.0.to_le_bytes())
 }
 
+/// A buffer size for [`RemoteInterface::submit`]. fits: every caller passes a fixed ABI size,
+/// a descriptor-set size (header plus a u16), a capacity checked against MAX_DATA_LEN, or IN
+/// data that `submit` refuses beyond MAX_DATA_LEN before the size is sent.
 fn len32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }

@@ -217,9 +217,8 @@ impl RemoteInterface {
                 status: hello.status,
             });
         }
-        let max_outstanding = usize::try_from(hello.max_outstanding)
-            .unwrap_or(usize::MAX)
-            .min(MAX_OUTSTANDING_REQUESTS);
+        let max_outstanding =
+            crate::usize_from(hello.max_outstanding).min(MAX_OUTSTANDING_REQUESTS);
         let (frames, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             frames,
@@ -312,14 +311,31 @@ impl RemoteInterface {
 
     /// [`usbfn::Interface::ioctl`] over the socket: the same request, the same reply.
     pub async fn ioctl(&self, request: usbfn::ioctl::IoctlRequest) -> usbfn::ioctl::IoctlReply {
-        let output_length = u32::try_from(request.output_capacity).unwrap_or(u32::MAX);
+        // nOutBufferSize is a u32 on the wire: a larger buffer is refused here with the status
+        // the daemon gives one beyond MAX_DATA_LEN, instead of being announced as u32::MAX.
+        let Ok(output_length) = u32::try_from(request.output_capacity) else {
+            tracing::debug!(
+                code = %request.code, output_capacity = request.output_capacity,
+                "IOCTL refused: output buffer larger than the IPC protocol carries (MAX_DATA_LEN {MAX_DATA_LEN})"
+            );
+            let status = if IoctlCode::KNOWN.contains(&request.code) {
+                NtStatus::STATUS_INVALID_PARAMETER
+            } else {
+                NtStatus::STATUS_INVALID_DEVICE_REQUEST
+            };
+            return usbfn::ioctl::IoctlReply {
+                status,
+                information: 0,
+                output: Bytes::new(),
+            };
+        };
         match self
             .submit(request.code, request.input, request.output, output_length)
             .await
         {
             Ok(c) => usbfn::ioctl::IoctlReply {
                 status: c.status,
-                information: usize::try_from(c.information).unwrap_or(usize::MAX),
+                information: crate::usize_from(c.information),
                 output: c.output,
             },
             Err(e) => usbfn::ioctl::IoctlReply {

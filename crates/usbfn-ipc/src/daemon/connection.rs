@@ -167,8 +167,7 @@ impl<S: ServiceApi> Reader<S> {
 
     async fn request(&mut self, r: Request) -> Result<(), ConnectionError> {
         let id = r.id;
-        let held = usize::try_from(r.output_length)
-            .unwrap_or(usize::MAX)
+        let held = crate::usize_from(r.output_length)
             .max(r.output.len())
             .saturating_add(r.input.len());
         let (cancel_tx, mut cancel_rx) = oneshot::channel();
@@ -228,7 +227,7 @@ async fn dispatch<S: ServiceApi>(
         tracing::debug!(code = %r.code, "unknown IOCTL code");
         return reply(id, NtStatus::STATUS_INVALID_DEVICE_REQUEST);
     }
-    let output_length = usize::try_from(r.output_length).unwrap_or(usize::MAX);
+    let output_length = crate::usize_from(r.output_length);
     let carried_ok = if r.code.method() == IoctlMethod::IN_DIRECT {
         r.output.len() == output_length
     } else {
@@ -256,18 +255,21 @@ async fn dispatch<S: ServiceApi>(
     };
     let mut output = answer.output;
     let mut status = answer.status;
-    if output.len() > output_length {
+    let mut information = answer.information;
+    if output.len() > output_length || information > output_length {
         tracing::error!(
-            code = %r.code, len = output.len(), output_length,
-            "driver returned more than the output buffer holds; truncated"
+            code = %r.code, len = output.len(), information, output_length,
+            "driver returned or reported more than the output buffer holds; truncated"
         );
         output.truncate(output_length);
+        information = information.min(output_length);
         status = NtStatus::STATUS_BUFFER_OVERFLOW;
     }
     Completion {
         id,
         status,
-        information: u32::try_from(answer.information).unwrap_or(u32::MAX),
+        // fits: information <= output_length (just above), which is the u32 r.output_length.
+        information: u32::try_from(information).unwrap_or(r.output_length),
         output,
     }
 }

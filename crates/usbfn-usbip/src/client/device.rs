@@ -158,6 +158,8 @@ impl Urb {
         Urb {
             buffer_len: total,
             transfer_flags: TransferFlags::DIR_IN | TransferFlags::ISO_ASAP,
+            // Past i32::MAX packets the count disagrees with `iso`, and submitting fails
+            // (ClientError::InvalidArgument from CMD_SUBMIT's encoder): nothing clamped is sent.
             number_of_packets: i32::try_from(iso.len()).unwrap_or(i32::MAX),
             interval,
             iso,
@@ -167,6 +169,8 @@ impl Urb {
 
     /// An isochronous OUT URB sending one packet per entry of `packets`.
     pub fn iso_out(ep: u8, packets: &[&[u8]], interval: i32) -> Urb {
+        // A packet past u32::MAX makes `data` longer than transfer_buffer_length can say, and
+        // submitting fails (ClientError::InvalidArgument): nothing clamped is sent.
         let lengths = packets
             .iter()
             .map(|p| u32::try_from(p.len()).unwrap_or(u32::MAX));
@@ -174,6 +178,7 @@ impl Urb {
         Urb {
             data: Bytes::from(packets.concat()),
             transfer_flags: TransferFlags::ISO_ASAP,
+            // As in iso_in: a count past i32::MAX fails when submitted.
             number_of_packets: i32::try_from(iso.len()).unwrap_or(i32::MAX),
             interval,
             iso,

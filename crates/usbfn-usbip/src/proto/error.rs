@@ -15,6 +15,10 @@ pub enum Limit {
     MaxDevices,
     /// The wire field is a signed 32-bit integer: `i32::MAX` is all it can carry.
     WireI32,
+    /// The wire field is one byte: `u8::MAX` is all it can carry.
+    WireU8,
+    /// `devnum` is the low 16 bits of `devid` (`busnum << 16 | devnum`): `0xffff` is the most.
+    DevidDevnum,
 }
 
 impl Limit {
@@ -26,6 +30,8 @@ impl Limit {
             Limit::MaxOutstandingUrbs => "max_outstanding_urbs",
             Limit::MaxDevices => "max_devices",
             Limit::WireI32 => "i32::MAX",
+            Limit::WireU8 => "u8::MAX",
+            Limit::DevidDevnum => "devid's 16-bit devnum",
         }
     }
 }

@@ -595,6 +595,8 @@ fn iso_count(number_of_packets: i32) -> u64 {
 /// Bytes of a message with `data_len` payload bytes and `packets` iso descriptors. Callers
 /// have checked both against [`Limits`]; saturating keeps absurd limits from wrapping.
 fn message_len(data_len: usize, packets: u64) -> usize {
+    // saturates on purpose: `packets` was checked against Limits::max_iso_packets, so only an
+    // absurd limit on a 32-bit target gets here, and a saturated length never wraps short.
     let packets = usize::try_from(packets).unwrap_or(usize::MAX);
     HEADER_LEN
         .saturating_add(data_len)

@@ -480,8 +480,7 @@ impl<R> ReadCtx<R> {
             Direction::Out => usbfn_wire::Direction::Out,
         };
         let setup = (cmd.ep == 0).then(|| SetupPacket::from_bytes(cmd.setup));
-        // A u32 always fits usize on the 32- and 64-bit targets usbfn builds for.
-        let buffer_len = usize::try_from(cmd.transfer_buffer_length).unwrap_or(usize::MAX);
+        let buffer_len = crate::usize_from(cmd.transfer_buffer_length);
         let flags = cmd.transfer_flags;
         let iso = super::iso::iso_request(&cmd);
         self.port.submit(Urb {

@@ -131,8 +131,7 @@ impl Window {
 }
 
 fn urb_bytes(urb: &SubmittedUrb) -> usize {
-    // u32 fits usize on every target usbfn builds for (32- and 64-bit).
-    usize::try_from(urb.transfer_buffer_length).unwrap_or(usize::MAX)
+    crate::usize_from(urb.transfer_buffer_length)
 }
 
 /// What the reader does with a CMD_UNLINK or a CMD_SUBMIT, given the early unlinks it holds.

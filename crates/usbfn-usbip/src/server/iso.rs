@@ -50,6 +50,7 @@ pub fn ret_submit(seqnum: u32, urb: &SubmittedUrb, c: UrbCompletion) -> RetSubmi
     } else {
         Bytes::new()
     };
+    // fits: the core completes at most the URB's buffer_len, the u32 transfer_buffer_length.
     let actual_length = u32::try_from(c.actual_length).unwrap_or(u32::MAX);
     if urb.number_of_packets <= 0 {
         return RetSubmit {
@@ -123,6 +124,8 @@ pub fn ret_submit(seqnum: u32, urb: &SubmittedUrb, c: UrbCompletion) -> RetSubmi
             .and_then(|i| i32::try_from(i.start_frame).ok())
             .unwrap_or(0),
         number_of_packets: urb.number_of_packets,
+        // fits: at most one per descriptor, and the descriptors are the URB's positive i32
+        // number_of_packets (checked against them when CMD_SUBMIT was decoded).
         error_count: i32::try_from(error_count).unwrap_or(i32::MAX),
         data,
         iso,

@@ -110,7 +110,15 @@ impl Export {
             b_device_protocol: device.b_device_protocol,
             b_configuration_value: value,
             b_num_configurations: device.b_num_configurations,
-            b_num_interfaces: u8::try_from(interfaces).unwrap_or(u8::MAX),
+            b_num_interfaces: u8::try_from(interfaces).map_err(|_| {
+                crate::proto::ProtoError::LimitExceeded {
+                    message: "USB/IP device block",
+                    field: "bNumInterfaces",
+                    value: interfaces as u64,
+                    limit: crate::proto::Limit::WireU8,
+                    max: u8::MAX.into(),
+                }
+            })?,
         })
     }
 
@@ -204,6 +212,21 @@ pub struct Server {
     pub(crate) options: ServerOptions,
 }
 
+/// The devnum of the `port`th export (1-based): `port + 1`, refused past the 16 bits `devid`
+/// keeps for it, where it would alias another export's devid.
+fn devnum(port: usize) -> Result<u32, crate::proto::ProtoError> {
+    let devnum = port + 1;
+    u32::try_from(devnum).ok().filter(|&d| d <= 0xffff).ok_or(
+        crate::proto::ProtoError::LimitExceeded {
+            message: "USB/IP device block",
+            field: "devnum",
+            value: devnum as u64,
+            limit: crate::proto::Limit::DevidDevnum,
+            max: 0xffff,
+        },
+    )
+}
+
 /// Builds a [`Server`].
 #[derive(Debug, Default)]
 pub struct ServerBuilder {
@@ -225,7 +248,7 @@ impl ServerBuilder {
             controller,
             speed,
             busnum: 1,
-            devnum: u32::try_from(port + 1).unwrap_or(u32::MAX),
+            devnum: devnum(port)?,
             imported: Mutex::new(false),
         }));
         Ok(busid)
@@ -326,5 +349,75 @@ impl Server {
             Ok(()) => tracing::debug!(%peer, "connection closed"),
             Err(e) => tracing::warn!(%peer, error = %e, "connection closed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Limit, ProtoError};
+    use usbfn::DeviceConfig;
+
+    fn interfaces_toml(n: usize) -> String {
+        let mut s = String::from("[device]\nvendor_id = 0x1209\nproduct_id = 0x0002\n");
+        for i in 0..n {
+            s.push_str(&format!("[[interfaces]]\nname = \"i{i}\"\n"));
+        }
+        s
+    }
+
+    fn export_of(n: usize) -> Arc<Export> {
+        let config = DeviceConfig::from_toml(&interfaces_toml(n)).expect("toml");
+        let controller = Controller::new(&config).expect("device");
+        let mut b = ServerBuilder::default();
+        b.export(controller, BusSpeed::High).expect("export");
+        b.exports.pop().expect("one export")
+    }
+
+    #[tokio::test]
+    async fn device_block_counts_interfaces() {
+        let d = export_of(255).usb_device().expect("255 interfaces fit");
+        assert_eq!(d.b_num_interfaces, 255);
+    }
+
+    /// 256 interfaces (numbers 0..=255) are a valid device, but bNumInterfaces is one byte:
+    /// the IMPORT reply must not claim 255 of them.
+    #[tokio::test]
+    async fn device_block_refuses_more_interfaces_than_a_byte_counts() {
+        let e = export_of(256)
+            .usb_device()
+            .expect_err("256 do not fit bNumInterfaces");
+        assert!(
+            matches!(
+                e,
+                ProtoError::LimitExceeded {
+                    field: "bNumInterfaces",
+                    value: 256,
+                    limit: Limit::WireU8,
+                    max: 255,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn devnum_is_refused_past_devids_16_bits() {
+        assert_eq!(devnum(1).expect("first export"), 2);
+        assert_eq!(devnum(0xfffe).expect("last that fits"), 0xffff);
+        let e = devnum(0xffff).expect_err("would alias busnum's bits of devid");
+        assert!(
+            matches!(
+                e,
+                ProtoError::LimitExceeded {
+                    field: "devnum",
+                    value: 0x1_0000,
+                    limit: Limit::DevidDevnum,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 }

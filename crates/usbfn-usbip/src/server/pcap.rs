@@ -79,7 +79,10 @@ impl<W: Write + Send> PcapTap<W> {
             id: (u64::from(device.devid()) << 32) | u64::from(seqnum),
             transfer_type,
             endpoint: address,
+            // saturates on purpose: usbmon's devnum is one byte; from the 254th export on all show
+            // 255 in the capture, their URBs still told apart by `id` (which holds the devid).
             devnum: u8::try_from(device.devnum).unwrap_or(u8::MAX),
+            // fits: every export is on bus 1 (ServerBuilder::export).
             busnum: u16::try_from(device.busnum).unwrap_or(u16::MAX),
         }
     }
@@ -179,7 +182,7 @@ fn spread_iso_in(iso: &[IsoPacketDescriptor], packed: &[u8]) -> Vec<u8> {
     let mut at = 0usize;
     for d in iso {
         let len = usize::try_from(d.actual_length).unwrap_or(0);
-        let off = usize::try_from(d.offset).unwrap_or(usize::MAX);
+        let off = crate::usize_from(d.offset);
         if let (Some(src), Some(dst)) = (
             packed.get(at..at.saturating_add(len)),
             out.get_mut(off..off.saturating_add(len)),
