@@ -2,6 +2,8 @@
 //! usb-storage drives a device (CBW, data, CSW; clear a halt and retry the CSW; reset
 //! recovery after an invalid CBW or a phase error).
 
+#![allow(clippy::cast_possible_truncation)] // test patterns wrap bytes on purpose
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -265,18 +265,18 @@ async fn send_image<S: ServiceApi>(
             issued += n;
         }
         // Keep half the window for read-ahead: move a read to the bus while there is room.
-        if failed.is_none() && sends.len() < WINDOW / 2 || sends.is_empty() {
-            if let Some((n, pending)) = reads.pop_front() {
-                match image::wait(pending).await {
-                    Ok(data) => sends.push_back((n, iface.transfer_in(pipes.bulk_in, data))),
-                    Err(e) => {
-                        tracing::warn!(lun, offset = offset + sent, error = %e, "msc: image read failed");
-                        failed = Some(Sense::READ_ERROR);
-                        reads.clear();
-                    }
+        if (failed.is_none() && sends.len() < WINDOW / 2 || sends.is_empty())
+            && let Some((n, pending)) = reads.pop_front()
+        {
+            match image::wait(pending).await {
+                Ok(data) => sends.push_back((n, iface.transfer_in(pipes.bulk_in, data))),
+                Err(e) => {
+                    tracing::warn!(lun, offset = offset + sent, error = %e, "msc: image read failed");
+                    failed = Some(Sense::READ_ERROR);
+                    reads.clear();
                 }
-                continue;
             }
+            continue;
         }
         match sends.pop_front() {
             Some((n, t)) => {
