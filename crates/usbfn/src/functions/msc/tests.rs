@@ -492,3 +492,27 @@ fn options_and_start_errors() {
     let e = super::prepare(&o, 0).expect_err("missing");
     assert!(e.to_string().contains("usbfn-msc-missing.img"), "{e}");
 }
+
+#[test]
+fn msc_joins_a_composite_device() {
+    let functions = [
+        Function::parse("gadget-zero").expect("valid"),
+        Function::parse("msc,image=a.img").expect("valid"),
+    ];
+    let config = device_config(&functions);
+    let model = usbfn_core::DeviceModel::build(&config).expect("a valid composite");
+    let msc = config
+        .interfaces
+        .iter()
+        .find(|i| i.name == "msc0")
+        .expect("the msc interface");
+    assert_eq!(
+        (msc.class, msc.subclass, msc.protocol),
+        (Some(8), Some(6), Some(0x50))
+    );
+    let mut addresses: Vec<u8> = model.pipes.iter().map(|p| p.address.0).collect();
+    let n = addresses.len();
+    addresses.sort_unstable();
+    addresses.dedup();
+    assert_eq!(addresses.len(), n, "distinct endpoint addresses");
+}
