@@ -31,6 +31,46 @@ pub fn all() -> Vec<(&'static str, Vec<Seed>)> {
         ("descriptors", descriptors()),
         ("ipc_frame", ipc_frame()),
         ("ioctl_dispatch", ioctl_dispatch()),
+        ("msc_bot", msc_bot()),
+    ]
+}
+
+/// Seeds for `msc_bot`: what Linux's usb-storage sends at enumeration and in use, on a
+/// writable and on a read-only removable LUN.
+pub fn msc_bot() -> Vec<Seed> {
+    use usbfn::functions::msc::bot::{Cbw, Expect};
+    let cbw = |tag: u32, expect: Expect, cb: &[u8]| {
+        Cbw {
+            tag,
+            expect,
+            lun: 0,
+            cb: cb.to_vec(),
+        }
+        .emit()
+        .to_vec()
+    };
+    let session = [
+        cbw(1, Expect::In(36), &[0x12, 0, 0, 0, 36, 0]),
+        cbw(2, Expect::None, &[0; 6]),
+        cbw(3, Expect::In(8), &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        cbw(4, Expect::In(192), &[0x1a, 0, 0x3f, 0, 192, 0]),
+        cbw(5, Expect::In(4096), &[0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0]),
+        cbw(6, Expect::Out(512), &[0x2a, 0x08, 0, 0, 0, 9, 0, 0, 1, 0]),
+        cbw(7, Expect::None, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        cbw(8, Expect::In(18), &[0x03, 0, 0, 0, 18, 0]),
+        cbw(9, Expect::In(64), &[0xd7, 0, 0, 0, 64, 0]),
+        cbw(10, Expect::In(255), &[0x12, 1, 0x80, 0, 255, 0]),
+        cbw(11, Expect::None, &[0x1e, 0, 0, 0, 1, 0]),
+        cbw(12, Expect::None, &[0x1b, 0, 0, 0, 2, 0]),
+    ]
+    .concat();
+    let mut rw = vec![0u8];
+    rw.extend_from_slice(&session);
+    let mut ro = vec![3u8];
+    ro.extend_from_slice(&session);
+    vec![
+        ("linux-session".into(), rw),
+        ("linux-session-ro-removable".into(), ro),
     ]
 }
 
@@ -920,9 +960,10 @@ mod tests {
     fn corpus_replays_clean() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
         type Harness = fn(&[u8]);
-        let harnesses: [(&str, Harness); 8] = [
+        let harnesses: [(&str, Harness); 9] = [
             ("usbip_server", usbip::server_stream),
             ("usbip_iso", crate::iso::run),
+            ("msc_bot", crate::msc::run),
             ("usbip_client", usbip::client_stream),
             ("core_events", core_ops::run),
             ("config_toml", crate::config::run),

@@ -22,7 +22,9 @@ build="${CONFORMANCE_BUILD_DIR:-$repo/build/conformance}"
 
 # Modules the guest scripts load; their dependencies are added automatically.
 MODULES=(configfs usb-common usbcore udc-core usbip-core vhci-hcd usbtest
-  dummy_hcd libcomposite usb_f_ss_lb usb_f_fs usbip-vudc)
+  dummy_hcd libcomposite usb_f_ss_lb usb_f_fs usbip-vudc
+  # mass storage (guest/msc.sh): the host's class driver and disk, FAT, the kernel's function
+  usb-storage sd_mod vfat nls_cp437 nls_ascii nls_utf8 usb_f_mass_storage)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build-guest: error: %s\n' "$*" >&2; exit 1; }

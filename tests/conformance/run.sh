@@ -71,6 +71,18 @@ if [ "${ISO_CONFORMANCE:-1}" = 1 ]; then
     "$here/guest/iso-interrupt.sh" "$usbfn" || iso_rc=$?
   python3 "$here/compare.py" --iso "$build/iso-interrupt.log" || iso_rc=$((iso_rc == 0 ? 1 : iso_rc))
 fi
+# Mass storage (guest/msc.sh): usb-storage against usbfn's msc function, byte-exact 64 MiB,
+# FAT, the SIGKILL crash test, ro; the kernel's usb_f_mass_storage on usbip-vudc alongside
+# for the benchmark. msc-check.sh fails the suite on any failed or missing check line.
+msc_rc=0
+if [ "${MSC_CONFORMANCE:-1}" = 1 ]; then
+  echo "==> booting the guest: mass storage (usb-storage against usbfn msc; usb_f_mass_storage)"
+  "$here/run-guest.sh" --quiet --timeout 900 --log "$build/msc.log" "$@" \
+    "$here/guest/msc.sh" "$usbfn" || msc_rc=$?
+  msc_args=("$build/msc.log")
+  [ -n "$bench_md" ] && msc_args+=(--markdown "${bench_md%.md}-msc.md")
+  "$here/msc-check.sh" "${msc_args[@]}" || msc_rc=$((msc_rc == 0 ? 1 : msc_rc))
+fi
 ffs_rc=0
 ffs_cmp=0
 if [ "${FFS_ROUNDS:-1}" != 0 ]; then
@@ -88,6 +100,10 @@ if [ "$rc" -ne 0 ]; then
 fi
 if [ "$iso_rc" -ne 0 ]; then
   echo "the isochronous/interrupt run failed (exit $iso_rc, log $build/iso-interrupt.log)"
+  exit 1
+fi
+if [ "$msc_rc" -ne 0 ]; then
+  echo "the mass-storage run failed (exit $msc_rc, log $build/msc.log)"
   exit 1
 fi
 if [ "$ffs_rc" -ne 0 ]; then

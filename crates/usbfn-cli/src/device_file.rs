@@ -285,6 +285,15 @@ pub(crate) fn builtin(at: &str, spec: &str, options: &toml::Table) -> Result<Fun
                 toml::Value::String(t) => t.clone(),
                 toml::Value::Boolean(b) => b.to_string(),
                 toml::Value::Float(f) => f.to_string(),
+                // A table (e.g. one of msc's `luns`) is one option value, `k=v;k=v`.
+                toml::Value::Table(t) => t
+                    .iter()
+                    .map(|(k, v)| match v {
+                        toml::Value::String(s) => format!("{k}={s}"),
+                        v => format!("{k}={v}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(";"),
                 other => {
                     return Err(format!(
                         "{at}.{name} = {other}: a number, a string or true/false is expected"
@@ -346,6 +355,8 @@ pub(crate) enum ExampleKind {
     Composite,
     /// The built-in Gadget Zero, served in-process.
     GadgetZero,
+    /// The built-in mass-storage function with two LUNs.
+    Msc,
 }
 
 /// Every example, by kind.
@@ -365,6 +376,10 @@ pub(crate) const EXAMPLES: &[(ExampleKind, &str)] = &[
     (
         ExampleKind::GadgetZero,
         include_str!("../../../examples/devices/gadget-zero.toml"),
+    ),
+    (
+        ExampleKind::Msc,
+        include_str!("../../../examples/devices/msc.toml"),
     ),
 ];
 
@@ -386,6 +401,27 @@ mod tests {
             let d = one(text).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
             assert!(!d.config.interfaces.is_empty(), "{kind:?}");
         }
+    }
+
+    #[test]
+    fn msc_luns_from_a_table_list() {
+        let d = one(
+            "[function]\nkind = \"msc\"\nluns = [{ image = \"a.img\" }, { image = \"b.img\", ro = true, removable = true }]\n",
+        )
+        .expect("valid");
+        let [Function::Msc(o)] = &d.functions[..] else {
+            panic!("one msc function");
+        };
+        let luns: Vec<_> = o
+            .luns
+            .iter()
+            .map(|l| (l.image.display().to_string(), l.read_only, l.removable))
+            .collect();
+        assert_eq!(
+            luns,
+            [("a.img".into(), false, false), ("b.img".into(), true, true)]
+        );
+        assert_eq!(d.config.interfaces[0].class, Some(0x08));
     }
 
     #[test]

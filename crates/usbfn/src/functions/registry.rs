@@ -7,18 +7,24 @@ use tokio::task::JoinHandle;
 use usbfn_core::config::DeviceConfig;
 
 use super::compose::{Fragment, compose};
-use super::gadget_zero;
 use super::options::{FunctionOptions, OptionError};
+use super::{gadget_zero, msc};
 use crate::ServiceApi;
 
 /// The names of the built-in functions, as `--function` takes them.
-pub const KINDS: &str = "gadget-zero";
+pub const KINDS: &str = "gadget-zero, msc";
+
+/// A function's service, running.
+type ServiceFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::Error>> + Send>>;
 
 /// A built-in function with its options.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Function {
     /// Gadget Zero (`gadget-zero`): the kernel's source/sink test function.
     GadgetZero(gadget_zero::Options),
+    /// Mass storage (`msc`): Bulk-Only Transport with SCSI, backed by image files.
+    Msc(msc::Options),
 }
 
 /// A function that could not start: its device-side end (a file, a terminal, a FIFO) or the
@@ -61,6 +67,7 @@ impl Function {
     pub fn with_options(kind: &str, options: &[(String, String)]) -> Result<Function, OptionError> {
         let mut function = match kind.trim() {
             "gadget-zero" => Function::GadgetZero(gadget_zero::Options::default()),
+            "msc" => Function::Msc(msc::Options::default()),
             other => {
                 return Err(OptionError::Kind {
                     given: other.to_owned(),
@@ -77,6 +84,7 @@ impl Function {
     fn options_mut(&mut self) -> &mut dyn FunctionOptions {
         match self {
             Function::GadgetZero(o) => o,
+            Function::Msc(o) => o,
         }
     }
 
@@ -84,6 +92,7 @@ impl Function {
     pub fn kind(&self) -> &'static str {
         match self {
             Function::GadgetZero(_) => "gadget-zero",
+            Function::Msc(_) => "msc",
         }
     }
 
@@ -91,6 +100,7 @@ impl Function {
     pub fn fragment(&self, instance: usize) -> Fragment {
         match self {
             Function::GadgetZero(o) => gadget_zero::fragment(o, instance),
+            Function::Msc(o) => msc::fragment(o, instance),
         }
     }
 
@@ -112,8 +122,13 @@ impl Function {
         }
         let kind = self.kind();
         let mut interfaces = interfaces.into_iter();
-        let service = match (self, interfaces.next()) {
-            (Function::GadgetZero(o), Some(iface)) => gadget_zero::run(iface, o),
+        let service: ServiceFuture = match (self, interfaces.next()) {
+            (Function::GadgetZero(o), Some(iface)) => Box::pin(gadget_zero::run(iface, o)),
+            (Function::Msc(o), Some(iface)) => {
+                let prepared =
+                    msc::prepare(&o, instance).map_err(|e| StartError::Invalid(e.to_string()))?;
+                Box::pin(msc::run(iface, prepared))
+            }
             (_, None) => {
                 return Err(StartError::Interfaces {
                     kind,
@@ -190,7 +205,9 @@ mod tests {
     #[test]
     fn parse_and_errors() {
         let f = Function::parse("gadget-zero,qlen=4,pattern=1").expect("valid");
-        let Function::GadgetZero(o) = &f;
+        let Function::GadgetZero(o) = &f else {
+            panic!("gadget zero expected");
+        };
         assert_eq!((o.qlen, o.pattern), (4, gadget_zero::Pattern::Mod63));
         assert!(matches!(
             Function::parse("teapot"),
