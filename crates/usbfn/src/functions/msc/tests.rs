@@ -510,7 +510,7 @@ fn msc_joins_a_composite_device() {
         (msc.class, msc.subclass, msc.protocol),
         (Some(8), Some(6), Some(0x50))
     );
-    let mut addresses: Vec<u8> = model.pipes.iter().map(|p| p.address.0).collect();
+    let mut addresses: Vec<u8> = model.pipes().iter().map(|p| p.address.0).collect();
     let n = addresses.len();
     addresses.sort_unstable();
     addresses.dedup();
