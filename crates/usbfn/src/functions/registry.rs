@@ -7,18 +7,20 @@ use tokio::task::JoinHandle;
 use usbfn_core::config::DeviceConfig;
 
 use super::compose::{Fragment, compose};
-use super::gadget_zero;
 use super::options::{FunctionOptions, OptionError};
+use super::{audio, gadget_zero};
 use crate::ServiceApi;
 
 /// The names of the built-in functions, as `--function` takes them.
-pub const KINDS: &str = "gadget-zero";
+pub const KINDS: &str = "gadget-zero, audio";
 
 /// A built-in function with its options.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Function {
     /// Gadget Zero (`gadget-zero`): the kernel's source/sink test function.
     GadgetZero(gadget_zero::Options),
+    /// USB Audio Class 2.0 (`audio`): a microphone and a speaker.
+    Audio(audio::Options),
 }
 
 /// A function that could not start: its device-side end (a file, a terminal, a FIFO) or the
@@ -61,6 +63,7 @@ impl Function {
     pub fn with_options(kind: &str, options: &[(String, String)]) -> Result<Function, OptionError> {
         let mut function = match kind.trim() {
             "gadget-zero" => Function::GadgetZero(gadget_zero::Options::default()),
+            "audio" => Function::Audio(audio::Options::default()),
             other => {
                 return Err(OptionError::Kind {
                     given: other.to_owned(),
@@ -77,6 +80,7 @@ impl Function {
     fn options_mut(&mut self) -> &mut dyn FunctionOptions {
         match self {
             Function::GadgetZero(o) => o,
+            Function::Audio(o) => o,
         }
     }
 
@@ -84,6 +88,7 @@ impl Function {
     pub fn kind(&self) -> &'static str {
         match self {
             Function::GadgetZero(_) => "gadget-zero",
+            Function::Audio(_) => "audio",
         }
     }
 
@@ -91,6 +96,7 @@ impl Function {
     pub fn fragment(&self, instance: usize) -> Fragment {
         match self {
             Function::GadgetZero(o) => gadget_zero::fragment(o, instance),
+            Function::Audio(o) => audio::fragment(o, instance),
         }
     }
 
@@ -112,16 +118,22 @@ impl Function {
         }
         let kind = self.kind();
         let mut interfaces = interfaces.into_iter();
-        let service = match (self, interfaces.next()) {
-            (Function::GadgetZero(o), Some(iface)) => gadget_zero::run(iface, o),
-            (_, None) => {
-                return Err(StartError::Interfaces {
-                    kind,
-                    needed,
-                    given: 0,
-                });
-            }
-        };
+        let service: std::pin::Pin<Box<dyn Future<Output = Result<(), crate::Error>> + Send>> =
+            match (self, interfaces.next()) {
+                (Function::GadgetZero(o), Some(iface)) => Box::pin(gadget_zero::run(iface, o)),
+                (Function::Audio(o), Some(first)) => {
+                    let prepared = audio::prepare(o)?;
+                    let all = std::iter::once(first).chain(interfaces).collect();
+                    Box::pin(audio::run(all, prepared))
+                }
+                (_, None) => {
+                    return Err(StartError::Interfaces {
+                        kind,
+                        needed,
+                        given: 0,
+                    });
+                }
+            };
         Ok(tokio::spawn(async move {
             match service.await {
                 Ok(()) => tracing::info!(function = kind, "function ended"),
@@ -190,7 +202,9 @@ mod tests {
     #[test]
     fn parse_and_errors() {
         let f = Function::parse("gadget-zero,qlen=4,pattern=1").expect("valid");
-        let Function::GadgetZero(o) = &f;
+        let Function::GadgetZero(o) = &f else {
+            panic!("gadget zero expected");
+        };
         assert_eq!((o.qlen, o.pattern), (4, gadget_zero::Pattern::Mod63));
         assert!(matches!(
             Function::parse("teapot"),
