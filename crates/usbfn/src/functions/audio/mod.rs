@@ -480,12 +480,17 @@ impl Stats {
         } else {
             0.0
         };
+        // Frames per packet depend on the packet sizes alone, not on how often the host
+        // served a slot: for the microphone the device's accumulator, for the speaker what
+        // the host derived from the feedback value.
+        let per_packet = self.frames as f64 / self.packets.max(1) as f64;
         tracing::info!(
             target: "usbfn::audio",
             path = ?path,
             rate,
             packets = self.packets,
             frames = self.frames,
+            frames_per_packet = format!("{per_packet:.4}"),
             empty_packets = self.empty,
             dropped = self.dropped,
             seconds = format!("{seconds:.3}"),
