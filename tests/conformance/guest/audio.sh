@@ -146,6 +146,8 @@ for speed in $AUDIO_SPEEDS; do
     serve "$speed" ",ppm=$AUDIO_PPM"
     if usbip_attach_local 1-1 10 && card=$(wait_card 30); then
       aplay -q -B 2000000 -D "hw:$card,0" /tmp/reference.wav 2>/tmp/aplay.err
+      rc=$?
+      [ "$rc" = 0 ] || cat /tmp/aplay.err
       stop
       stats=$(grep -a 'audio stream stopped' /tmp/usbfn-audio.log | grep -a 'path=Speaker' |
         grep -a 'packets=[1-9]' | tail -n 1)
@@ -154,7 +156,9 @@ for speed in $AUDIO_SPEEDS; do
       want=$(awk -v r="$RATE" -v p="$AUDIO_PPM" 'BEGIN { printf "%.4f", r * (1 + p / 1e6) / 1000 }')
       lo=$(awk -v w="$want" 'BEGIN { print w * 0.9995 }')
       hi=$(awk -v w="$want" 'BEGIN { print w * 1.0005 }')
-      check "$speed" feedback "$(within "$got" "$lo" "$hi")" "ppm $AUDIO_PPM: the host sent $got frames per 1 ms packet, expected $want (nominal $(awk -v r="$RATE" 'BEGIN { printf "%.4f", r / 1000 }'))"
+      ok=$(within "$got" "$lo" "$hi")
+      [ "$rc" = 0 ] || ok=0
+      check "$speed" feedback "$ok" "aplay rc $rc; ppm $AUDIO_PPM: the host sent $got frames per 1 ms packet, expected $want (nominal $(awk -v r="$RATE" 'BEGIN { printf "%.4f", r / 1000 }'))"
       n=$(xruns /tmp/aplay.err)
       check "$speed" feedback-xrun "$([ "$n" = 0 ] && echo 1 || echo 0)" "$n xrun messages"
     else
