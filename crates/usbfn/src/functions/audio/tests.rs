@@ -187,13 +187,14 @@ async fn class_requests_and_the_microphone_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_speaker_writes_the_sink_and_reports_feedback() {
     let dir = temp("speaker");
-    let sink = dir.join("sink.wav");
-    let options = Options {
-        sink: Some(sink.clone()),
-        ..Options::default()
-    };
     for speed in [BusSpeed::Full, BusSpeed::High] {
-        let (controller, host, endpoints) = serve(options.clone(), speed).await;
+        // A file per run: the previous run's sink thread may still hold its file.
+        let sink = dir.join(format!("sink-{speed:?}.wav"));
+        let options = Options {
+            sink: Some(sink.clone()),
+            ..Options::default()
+        };
+        let (controller, host, endpoints) = serve(options, speed).await;
         let speaker: Vec<u8> = endpoints
             .iter()
             .filter(|(i, _)| *i == 1)
@@ -204,6 +205,8 @@ async fn the_speaker_writes_the_sink_and_reports_feedback() {
             speaker.iter().find(|a| *a & 0x80 != 0).expect("feedback"),
         );
         set_interface(&host, 1, 1).await;
+        // Let the service queue its reads: a packet that finds none is lost, as on a device.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let format = WavFormat {
             rate: 48_000,
             channels: 2,
@@ -236,7 +239,7 @@ async fn the_speaker_writes_the_sink_and_reports_feedback() {
         set_interface(&host, 1, 0).await;
         // The sink thread appends what was queued; poll for it.
         let mut back = Wav::read(&sink).expect("valid at every moment");
-        for _ in 0..100 {
+        for _ in 0..500 {
             if back.data.len() >= data.len() {
                 break;
             }
