@@ -50,7 +50,7 @@ USBFN_PID=""
 serve() { # SPEED OPTIONS
   rm -f /tmp/sink.wav
   usbfn ${AUDIO_VERBOSE:+-v} serve --speed "$1" --function "audio,source=sine:1000,sink=/tmp/sink.wav$2" \
-    >/tmp/usbfn-audio.log 2>&1 &
+    >>/tmp/usbfn-audio.log 2>&1 &
   USBFN_PID=$!
 }
 stop() {
@@ -77,6 +77,7 @@ xruns() { grep -ci 'overrun\|underrun\|xrun' "$@" 2>/dev/null | awk -F: '{ s += 
 
 for speed in $AUDIO_SPEEDS; do
   ts=$(uptime_s)
+  rm -f /tmp/usbfn-audio.log
   serve "$speed" ""
   if ! usbip_attach_local 1-1 10 || ! card=$(wait_card 30); then
     check "$speed" card 0 "no USB-Audio card after 30 s"
@@ -113,23 +114,37 @@ for speed in $AUDIO_SPEEDS; do
   # host's queue running dry under TCG (its late URBs' passed slots are missed).
   check "$speed" record-pace "$(within "$fps" 1 $((RATE * 102 / 100)))" \
     "$frames frames in $wall s of arecord wall time: $fps frames/s (includes start-up), rate $RATE, never faster"
-  # Play.
-  aplay -q -B 2000000 -D "hw:$card,0" /tmp/reference.wav 2>/tmp/aplay.err
-  rc=$?
-  if [ "$rc" != 0 ]; then
-    cat /tmp/aplay.err
-    dmesg | grep -v "unlink->seqnum\|urb->status\|already given back\|Not yet implemented\|callbacks suppressed" | tail -25
-    tail -20 /tmp/usbfn-audio.log
-  fi
-  sleep 0.5
-  line=$(usbfn wav compare /tmp/reference.wav /tmp/sink.wav 2>&1)
-  echo "compare: $line"
-  corr=$(field correlation "$line")
-  equal=$(field equal "$line")
-  samples=$(field samples "$line")
-  ok=$(within "$corr" 0.999 1.0)
-  [ -n "$samples" ] && [ "$samples" -gt $((FRAMES * 2 * 90 / 100)) ] || ok=0
-  check "$speed" play "$ok" "aplay rc $rc, correlation $corr, $equal of $samples samples equal, $(field offset "$line") frames of leading silence, sink $(field recording_frames "$line") frames"
+  # Play. Under TCG a guest descheduled for longer than ALSA's buffer gets EIO, and its
+  # late URBs land in slots that have passed, whose packets a device never receives (as on
+  # hardware): such a run is printed as a flake and played once more; the second is the
+  # verdict, as the pacing check of iso-interrupt.sh does.
+  for attempt in 1 2; do
+    aplay -q -B 2000000 -D "hw:$card,0" /tmp/reference.wav 2>/tmp/aplay.err
+    rc=$?
+    if [ "$rc" != 0 ]; then
+      cat /tmp/aplay.err
+      dmesg | grep -v "unlink->seqnum\|urb->status\|already given back\|Not yet implemented\|callbacks suppressed" | tail -10
+    fi
+    sleep 0.5
+    line=$(usbfn wav compare /tmp/reference.wav /tmp/sink.wav 2>&1)
+    echo "compare: $line"
+    corr=$(field correlation "$line")
+    equal=$(field equal "$line")
+    samples=$(field samples "$line")
+    ok=$(within "$corr" 0.999 1.0)
+    [ -n "$samples" ] && [ "$samples" -gt $((FRAMES * 2 * 90 / 100)) ] || ok=0
+    figures="aplay rc $rc, correlation $corr, $equal of $samples samples equal, $(field offset "$line") frames of leading silence, sink $(field recording_frames "$line") frames"
+    [ "$ok" = 1 ] && break
+    [ "$attempt" = 1 ] && echo "flake: $speed play: $figures; restarting the device and playing once more"
+    # A fresh sink: the device truncates it when it starts.
+    stop
+    serve "$speed" ""
+    if ! usbip_attach_local 1-1 10 || ! card=$(wait_card 30); then
+      figures="no card for the second attempt"
+      break
+    fi
+  done
+  check "$speed" play "$ok" "$figures"
   n=$(xruns /tmp/arecord.err /tmp/aplay.err)
   check "$speed" xrun "$([ "$n" = 0 ] && echo 1 || echo 0)" "$n xrun messages"
   [ "$n" = 0 ] || cat /tmp/arecord.err /tmp/aplay.err
