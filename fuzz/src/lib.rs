@@ -14,12 +14,14 @@
 //! | `descriptors` | descriptor bytes (GET_DESCRIPTOR answers, registry blobs) and setup packets | [`descriptors::run`] |
 //! | `ioctl_dispatch` | raw IOCTLs from a service into `Interface::ioctl`, with a host coming and going | [`ioctl::run`] |
 //! | `msc_bot` | a LUN's flags, then CBWs (CBW, SCSI CDB, BOT case table) | [`msc::run`] |
+//! | `audio` | a WAV file, or a script of AudioControl class requests | [`audio::run`] |
 //! | `ipc_frame` | frames on the daemon's IOCTL socket, from a service or from the daemon | [`ipc::frames`] |
 //!
 //! The harnesses check more than "no panic": decoded messages re-encode to themselves,
 //! buffers stay within the configured limits, every URB and service transfer the device
 //! accepts completes exactly once, and generated descriptors parse back.
 
+pub mod audio;
 pub mod config;
 pub mod core_ops;
 pub mod descriptors;

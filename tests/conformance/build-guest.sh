@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Prepares everything the Linux-kernel conformance guest needs, cached in build/conformance/:
 #   - Debian packages on the host (only the missing ones): qemu-system-x86, busybox-static,
-#     usbip, cpio, kmod
+#     usbip, cpio, kmod, alsa-utils
 #   - the Debian 6.1 kernel image (the package linux-image-amd64 depends on), unpacked
 #   - a base initramfs tree (busybox, usbip/usbipd + libraries, usb.ids, the USB modules and
-#     their dependencies, the usbtest-driver binary, /lib/conformance/lib.sh) and its
+#     their dependencies, the usbtest-driver binary, ALSA's aplay/arecord with libasound and
+#     /usr/share/alsa, /lib/conformance/lib.sh) and its
 #     compressed cpio archive base.cpio.gz, which run-guest.sh extends with a payload.
 #
 # Usage: tests/conformance/build-guest.sh
@@ -24,7 +25,9 @@ build="${CONFORMANCE_BUILD_DIR:-$repo/build/conformance}"
 MODULES=(configfs usb-common usbcore udc-core usbip-core vhci-hcd usbtest
   dummy_hcd libcomposite usb_f_ss_lb usb_f_fs usbip-vudc
   # mass storage (guest/msc.sh): the host's class driver and disk, FAT, the kernel's function
-  usb-storage sd_mod vfat nls_cp437 nls_ascii nls_utf8 usb_f_mass_storage)
+  usb-storage sd_mod vfat nls_cp437 nls_ascii nls_utf8 usb_f_mass_storage
+  # audio (guest/audio.sh)
+  snd-usb-audio)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build-guest: error: %s\n' "$*" >&2; exit 1; }
@@ -34,7 +37,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # --- 1. host packages -------------------------------------------------------------------
 need=()
-for pkg in qemu-system-x86 busybox-static usbip cpio kmod; do
+for pkg in qemu-system-x86 busybox-static usbip cpio kmod alsa-utils; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 apt_updated=0
@@ -44,7 +47,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt_updated=1
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
-for tool in qemu-system-x86_64 busybox usbip usbipd cpio gzip modinfo ldd; do
+for tool in qemu-system-x86_64 busybox usbip usbipd cpio gzip modinfo ldd aplay arecord; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || [ -x "/sbin/$tool" ] ||
     die "$tool not found after installing packages"
 done
@@ -123,6 +126,12 @@ copy_with_libs /usr/sbin/usbip usr/sbin/usbip
 copy_with_libs /usr/sbin/usbipd usr/sbin/usbipd
 copy_with_libs "$driver" usr/local/bin/usbtest-driver
 cp -L /usr/share/misc/usb.ids "$base/usr/share/misc/usb.ids"
+# ALSA (the audio function's checks): arecord is aplay under another name; libasound reads
+# its configuration from /usr/share/alsa.
+copy_with_libs /usr/bin/aplay usr/bin/aplay
+ln -s aplay "$base/usr/bin/arecord"
+mkdir -p "$base/usr/share"
+cp -a /usr/share/alsa "$base/usr/share/alsa"
 # the C library wants these to resolve "localhost" and user names
 printf '127.0.0.1 localhost\n::1 localhost\n' >"$base/etc/hosts"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$base/etc/passwd"

@@ -8,6 +8,9 @@
 # checks (errors, stale gadgets, the daemon with a kill -9'd service, a composite device):
 # guest/ffs-vs-kernel.sh, judged by compare.py --prefix ffs. FFS_ROUNDS=0 skips it.
 #
+# A fourth boot runs the audio function against snd-usb-audio with ALSA's arecord/aplay
+# (guest/audio.sh, ~3 min of guest time); AUDIO_CONFORMANCE=0 skips it.
+#
 # Usage: tests/conformance/run.sh [--bench-markdown FILE] [run-guest.sh --env KEY=VALUE ...]
 # USBFN_BIN=/path/to/usbfn skips building it.
 # Exit status: 0 when every case matches the kernel's; 1 otherwise; 2+ on setup errors.
@@ -83,6 +86,21 @@ if [ "${MSC_CONFORMANCE:-1}" = 1 ]; then
   [ -n "$bench_md" ] && msc_args+=(--markdown "${bench_md%.md}-msc.md")
   "$here/msc-check.sh" "${msc_args[@]}" || msc_rc=$((msc_rc == 0 ? 1 : msc_rc))
 fi
+# The UAC2 audio function against snd-usb-audio and arecord/aplay (guest/audio.sh) at high
+# and full speed: every "conformance audio:" check must pass, and all of them must be there.
+audio_rc=0
+if [ "${AUDIO_CONFORMANCE:-1}" = 1 ]; then
+  echo "==> booting the guest: the audio function against snd-usb-audio (arecord, aplay)"
+  "$here/run-guest.sh" --quiet --timeout 900 --log "$build/audio.log" "$@" \
+    "$here/guest/audio.sh" "$usbfn" || audio_rc=$?
+  grep -a '^conformance audio:' "$build/audio.log" || true
+  # 9 checks per speed (card, record-frequency, record-length, record-pace, play, xrun,
+  # mic-packets, feedback, feedback-xrun), two speeds.
+  awk -v need=18 '/^conformance audio: PASS/ { p++ } /^conformance audio: FAIL/ { f++ }
+    END { printf "conformance audio: %d passed, %d failed, %d expected\n", p, f, need;
+          exit (f == 0 && p == need) ? 0 : 1 }' "$build/audio.log" ||
+    audio_rc=$((audio_rc == 0 ? 1 : audio_rc))
+fi
 ffs_rc=0
 ffs_cmp=0
 if [ "${FFS_ROUNDS:-1}" != 0 ]; then
@@ -104,6 +122,10 @@ if [ "$iso_rc" -ne 0 ]; then
 fi
 if [ "$msc_rc" -ne 0 ]; then
   echo "the mass-storage run failed (exit $msc_rc, log $build/msc.log)"
+  exit 1
+fi
+if [ "$audio_rc" -ne 0 ]; then
+  echo "the audio run failed (exit $audio_rc, log $build/audio.log)"
   exit 1
 fi
 if [ "$ffs_rc" -ne 0 ]; then

@@ -14,6 +14,7 @@ mod server_args;
 mod service;
 mod soak;
 mod util;
+mod wav_cmd;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -50,6 +51,8 @@ enum Command {
     Soak(soak::Args),
     /// Check a device file and print its descriptors, or print an example to start from.
     Config(config_cmd::Args),
+    /// Measure, compare and make WAV files (the audio function's checks).
+    Wav(wav_cmd::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -91,6 +94,7 @@ fn main() -> std::process::ExitCode {
             Command::Service(args) => service::run(args).await,
             Command::Soak(args) => soak::run(args).await,
             Command::Config(args) => config_cmd::run(args).await,
+            Command::Wav(args) => wav_cmd::run(args).await,
         }
     });
     match result {

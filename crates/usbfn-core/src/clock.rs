@@ -60,21 +60,6 @@ impl FrameClock {
     pub(crate) fn wire(&self, frame: u64) -> u32 {
         u32::try_from(frame % self.modulus()).unwrap_or(0)
     }
-
-    /// The absolute frame a host frame number names: the one nearest to `near` (at most half
-    /// the modulus away), never before frame 0.
-    pub(crate) fn absolute(&self, wire: u32, near: u64) -> u64 {
-        let m = self.modulus();
-        let wire = u64::from(wire) % m;
-        let base = near - near % m;
-        // Candidates in the wrap before, at and after `near`'s.
-        [base.checked_sub(m), Some(base), base.checked_add(m)]
-            .into_iter()
-            .flatten()
-            .map(|b| b + wire)
-            .min_by_key(|f| f.abs_diff(near))
-            .unwrap_or(wire)
-    }
 }
 
 #[cfg(test)]
@@ -94,17 +79,12 @@ mod tests {
     }
 
     #[test]
-    fn wire_numbers_wrap_and_map_back_near() {
+    fn wire_numbers_wrap() {
         let t0 = Instant::now();
         let fs = FrameClock::new(t0, BusSpeed::Full);
         assert_eq!(fs.wire(2047), 2047);
         assert_eq!(fs.wire(2048 + 5), 5);
-        // 5 near 2050 is 2053; 2040 near 2050 is 2040 (just behind).
-        assert_eq!(fs.absolute(5, 2050), 2053);
-        assert_eq!(fs.absolute(2040, 2050), 2040);
-        assert_eq!(fs.absolute(2040, 3), 2040, "no frame before 0");
         let hs = FrameClock::new(t0, BusSpeed::Super);
         assert_eq!(hs.wire(16384 * 3 + 7), 7);
-        assert_eq!(hs.absolute(7, 16384 * 3 + 2), 16384 * 3 + 7);
     }
 }

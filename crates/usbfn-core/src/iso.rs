@@ -17,8 +17,9 @@
 //!   transfer's buffer completes it with `Babble` and what fits. A packet that finds no
 //!   `TRANSFER_OUT` queued by its frame is dropped, as a device without a buffer drops it;
 //!   the host still sees it sent (it cannot know otherwise).
-//! * Packets whose frame had passed when the URB was submitted (an explicit start frame in
-//!   the past, or one that overlaps the URB before it) are `Missed`.
+//! * A URB without URB_ISO_ASAP (a `start_frame` given) follows the URB before it, as Linux
+//!   host controllers schedule it, even where those slots have passed: packets whose frame
+//!   had passed when the URB was submitted are `Missed`. An idle stream starts it as ASAP.
 //!
 //! Packets are settled lazily: a packet is decided once its frame is over, using what was
 //! queued (with the frame it was queued in) by then, so the result does not depend on how
@@ -173,9 +174,16 @@ impl IsoPipe {
             return;
         }
         let earliest = now.saturating_add(1).max(self.stream_end);
+        // Without URB_ISO_ASAP, Linux host controllers (EHCI and xHCI since Linux 3.10;
+        // `usb_submit_urb`'s documentation) put a URB right after the endpoint's previous
+        // one, even in slots that have passed (those packets are missed), and start an idle
+        // stream as they would an ASAP URB: the URB's start_frame is not where it goes.
+        // snd-usb-audio relies on it: it never sets URB_ISO_ASAP, and over USB/IP each
+        // resubmitted URB carries the start frame of its previous round, long past.
         let start = match request.start_frame {
             None => earliest,
-            Some(wire) => clock.absolute(wire, now),
+            Some(_) if !self.urbs.is_empty() => self.stream_end,
+            Some(_) => earliest,
         };
         let urb = ScheduledUrb {
             id,

@@ -177,7 +177,7 @@ fn out_packet_over_the_interval_budget_is_not_delivered() {
 }
 
 #[test]
-fn asap_urbs_continue_the_stream_and_explicit_past_frames_are_missed() {
+fn asap_urbs_continue_the_stream_and_urbs_without_asap_follow_the_previous_one() {
     let c = clock();
     let mut p = pipe(Direction::In, 8, 1);
     let mut out = Completions::default();
@@ -189,20 +189,62 @@ fn asap_urbs_continue_the_stream_and_explicit_past_frames_are_missed() {
         out.urbs.pop_front().map(|u| u.iso.map(|i| i.start_frame)),
         Some(Some(11))
     );
+    // Without URB_ISO_ASAP (snd-usb-audio's URBs, resubmitted with their last start frame,
+    // 11, long past): right after URB 2, in 19, whatever start_frame says.
+    let mut req = asap(&[8; 4]);
+    req.start_frame = Some(c.wire(11));
+    p.submit_urb(UrbId(3), Bytes::new(), req, 15, &c, &mut out);
     p.advance(19, &mut out);
     assert_eq!(
         out.urbs.pop_front().map(|u| u.iso.map(|i| i.start_frame)),
         Some(Some(15))
     );
-    // Explicit start in frame 17, submitted in 19 with the stream busy until 20: three
-    // packets missed their slots, the fourth had no data.
+    p.advance(23, &mut out);
+    assert_eq!(
+        out.urbs.pop_front().map(|u| u.iso.map(|i| i.start_frame)),
+        Some(Some(19))
+    );
+    // Submitted in 25 while URB 4 (frames 26..=29) is queued: it follows URB 4 at 30. Then
+    // one submitted in 40 after the stream went idle starts at 41 as an ASAP URB would.
+    p.submit_urb(UrbId(4), Bytes::new(), asap(&[8; 4]), 25, &c, &mut out);
     let mut req = asap(&[8; 4]);
-    req.start_frame = Some(c.wire(17));
-    p.submit_urb(UrbId(3), Bytes::new(), req, 19, &c, &mut out);
-    p.advance(30, &mut out);
+    req.start_frame = Some(c.wire(3));
+    p.submit_urb(UrbId(5), Bytes::new(), req.clone(), 25, &c, &mut out);
+    p.advance(40, &mut out);
+    let starts: Vec<u32> = out
+        .urbs
+        .drain(..)
+        .filter_map(|u| u.iso.map(|i| i.start_frame))
+        .collect();
+    assert_eq!(starts, [26, 30]);
+    p.submit_urb(UrbId(6), Bytes::new(), req, 40, &c, &mut out);
+    p.advance(50, &mut out);
     let iso = out.urbs.pop_front().expect("done").iso.expect("iso");
-    assert_eq!(iso.start_frame, 17);
-    assert_eq!(iso.error_count(), 4);
+    assert_eq!(iso.start_frame, 41);
+    assert_eq!(iso.error_count(), 4, "no data queued: missed");
+}
+
+#[test]
+fn a_urb_without_asap_behind_a_late_stream_misses_the_passed_slots() {
+    let c = clock();
+    let mut p = pipe(Direction::In, 8, 1);
+    let mut out = Completions::default();
+    // URB 1 covers 1..=8; URB 2 (no ASAP) is submitted in 12 while URB 1 is still queued
+    // (the core was not called in between): it goes to 9..=16, and 9..=12 had passed.
+    p.submit_urb(UrbId(1), Bytes::new(), asap(&[8; 8]), 0, &c, &mut out);
+    let mut req = asap(&[8; 8]);
+    req.start_frame = Some(0);
+    for i in 0..16 {
+        p.submit_in_transfer(TransferId(i), pattern(8, 0), 0);
+    }
+    p.submit_urb(UrbId(2), Bytes::new(), req, 12, &c, &mut out);
+    p.advance(30, &mut out);
+    let starts: Vec<(u32, usize)> = out
+        .urbs
+        .drain(..)
+        .filter_map(|u| u.iso.map(|i| (i.start_frame, i.error_count())))
+        .collect();
+    assert_eq!(starts, [(1, 0), (9, 4)]);
 }
 
 #[test]

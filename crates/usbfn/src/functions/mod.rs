@@ -11,6 +11,7 @@
 //!          └──start(interfaces)──▶ the function's service task, on ServiceApi
 //! ```
 
+pub mod audio;
 mod compose;
 pub mod gadget_zero;
 pub mod msc;

@@ -8,11 +8,11 @@ use usbfn_core::config::DeviceConfig;
 
 use super::compose::{Fragment, compose};
 use super::options::{FunctionOptions, OptionError};
-use super::{gadget_zero, msc};
+use super::{audio, gadget_zero, msc};
 use crate::ServiceApi;
 
 /// The names of the built-in functions, as `--function` takes them.
-pub const KINDS: &str = "gadget-zero, msc";
+pub const KINDS: &str = "gadget-zero, msc, audio";
 
 /// A function's service, running.
 type ServiceFuture =
@@ -25,6 +25,8 @@ pub enum Function {
     GadgetZero(gadget_zero::Options),
     /// Mass storage (`msc`): Bulk-Only Transport with SCSI, backed by image files.
     Msc(msc::Options),
+    /// USB Audio Class 2.0 (`audio`): a microphone and a speaker.
+    Audio(audio::Options),
 }
 
 /// A function that could not start: its device-side end (a file, a terminal, a FIFO) or the
@@ -68,6 +70,7 @@ impl Function {
         let mut function = match kind.trim() {
             "gadget-zero" => Function::GadgetZero(gadget_zero::Options::default()),
             "msc" => Function::Msc(msc::Options::default()),
+            "audio" => Function::Audio(audio::Options::default()),
             other => {
                 return Err(OptionError::Kind {
                     given: other.to_owned(),
@@ -85,6 +88,7 @@ impl Function {
         match self {
             Function::GadgetZero(o) => o,
             Function::Msc(o) => o,
+            Function::Audio(o) => o,
         }
     }
 
@@ -93,6 +97,7 @@ impl Function {
         match self {
             Function::GadgetZero(_) => "gadget-zero",
             Function::Msc(_) => "msc",
+            Function::Audio(_) => "audio",
         }
     }
 
@@ -101,6 +106,7 @@ impl Function {
         match self {
             Function::GadgetZero(o) => gadget_zero::fragment(o, instance),
             Function::Msc(o) => msc::fragment(o, instance),
+            Function::Audio(o) => audio::fragment(o, instance),
         }
     }
 
@@ -128,6 +134,11 @@ impl Function {
                 let prepared =
                     msc::prepare(&o, instance).map_err(|e| StartError::Invalid(e.to_string()))?;
                 Box::pin(msc::run(iface, prepared))
+            }
+            (Function::Audio(o), Some(first)) => {
+                let prepared = audio::prepare(o)?;
+                let all = std::iter::once(first).chain(interfaces).collect();
+                Box::pin(audio::run(all, prepared))
             }
             (_, None) => {
                 return Err(StartError::Interfaces {
