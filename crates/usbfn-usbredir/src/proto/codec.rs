@@ -211,7 +211,7 @@ impl Codec {
             t::HELLO => {
                 let version = String::from_utf8_lossy(&h[..]);
                 let version = version.trim_end_matches('\0').to_owned();
-                if data.len() % 4 != 0 {
+                if !data.len().is_multiple_of(4) {
                     return Err(ProtoError::CapsLength(data_len));
                 }
                 // Only the first word has bits usbfn knows; later words are ignored.
