@@ -1,5 +1,5 @@
-//! The one table that maps completion statuses between USB/IP, GenericUSBFn (NTSTATUS) and,
-//! later, usbredir and FunctionFS.
+//! The one table that maps completion statuses between USB/IP, GenericUSBFn (NTSTATUS),
+//! usbredir and FunctionFS.
 //!
 //! Every transport converts through [`CompletionStatus`]; no other module spells an errno or an
 //! NTSTATUS value for a transfer outcome.
@@ -70,6 +70,22 @@ const TABLE: &[(CompletionStatus, i32, NtStatus)] = &[
     ), // -EINVAL
 ];
 
+/// The usbredir column (`usb_redir_success` 0, `cancelled` 1, `inval` 2, `ioerror` 3, `stall` 4,
+/// `timeout` 5, `babble` 6), one row per status. usbredir has no short-not-ok flag, so a short
+/// packet is a success there; a device that went away and a missed isochronous packet are
+/// I/O errors, as `usbredirhost` reports them.
+const USBREDIR: &[(CompletionStatus, u8)] = &[
+    (CompletionStatus::Success, 0),
+    (CompletionStatus::Stall, 4),
+    (CompletionStatus::Babble, 6),
+    (CompletionStatus::ShortPacket, 0),
+    (CompletionStatus::Cancelled, 1),
+    (CompletionStatus::Shutdown, 3),
+    (CompletionStatus::NotSupported, 2),
+    (CompletionStatus::Missed, 3),
+    (CompletionStatus::Invalid, 2),
+];
+
 impl CompletionStatus {
     /// The negative errno a Linux host expects in `RET_SUBMIT.status` (0 for success).
     pub fn to_errno(self) -> i32 {
@@ -85,6 +101,27 @@ impl CompletionStatus {
             .iter()
             .find(|(s, _, _)| *s == self)
             .map_or(NtStatus::STATUS_UNSUCCESSFUL, |(_, _, nt)| *nt)
+    }
+
+    /// The usbredir status a QEMU guest sees for a URB that ended this way.
+    pub fn to_usbredir(self) -> u8 {
+        USBREDIR
+            .iter()
+            .find(|(s, _)| *s == self)
+            .map_or(3, |(_, v)| *v) // ioerror: unreachable, every variant has a row
+    }
+
+    /// The status for a usbredir status received from a peer: I/O errors and timeouts mean
+    /// the transfer could not run (`Shutdown`), unknown values are `Invalid`.
+    pub fn from_usbredir(status: u8) -> Self {
+        match status {
+            0 => Self::Success,
+            1 => Self::Cancelled,
+            4 => Self::Stall,
+            6 => Self::Babble,
+            3 | 5 => Self::Shutdown,
+            _ => Self::Invalid,
+        }
     }
 
     /// The status for a negative errno received from a peer, if it is one usbfn knows.
@@ -140,6 +177,25 @@ mod tests {
             assert_eq!(TABLE.iter().filter(|(t, _, _)| *t == s).count(), 1, "{s:?}");
             assert_eq!(CompletionStatus::from_errno(s.to_errno()), Some(s));
             assert!(s.to_errno() <= 0, "never a positive status");
+        }
+    }
+
+    #[test]
+    fn usbredir_values() {
+        use CompletionStatus as S;
+        assert_eq!(USBREDIR.len(), TABLE.len(), "one usbredir row per status");
+        for (s, _, _) in TABLE {
+            assert_eq!(USBREDIR.iter().filter(|(t, _)| t == s).count(), 1, "{s:?}");
+        }
+        assert_eq!(S::Success.to_usbredir(), 0);
+        assert_eq!(S::Cancelled.to_usbredir(), 1);
+        assert_eq!(S::Invalid.to_usbredir(), 2);
+        assert_eq!(S::Shutdown.to_usbredir(), 3);
+        assert_eq!(S::Stall.to_usbredir(), 4);
+        assert_eq!(S::Babble.to_usbredir(), 6);
+        assert_eq!(S::ShortPacket.to_usbredir(), 0);
+        for v in [0, 1, 4, 6] {
+            assert_eq!(S::from_usbredir(v).to_usbredir(), v);
         }
     }
 
