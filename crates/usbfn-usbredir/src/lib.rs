@@ -7,4 +7,5 @@
 //!   drives one device, the core does chapter 9.
 #![forbid(unsafe_code)]
 
+pub mod host;
 pub mod proto;
