@@ -9,3 +9,4 @@
 
 pub mod host;
 pub mod proto;
+pub mod server;
