@@ -8,6 +8,10 @@
 # checks (errors, stale gadgets, the daemon with a kill -9'd service, a composite device):
 # guest/ffs-vs-kernel.sh, judged by compare.py --prefix ffs. FFS_ROUNDS=0 skips it.
 #
+# A fourth stage runs usbfn outside the guest over usbredir (tests/conformance/usbredir.sh:
+# QEMU's usb-redir on EHCI and xHCI, compared with the first boot's USB/IP results);
+# USBREDIR_CONFORMANCE=0 skips it.
+#
 # Usage: tests/conformance/run.sh [--bench-markdown FILE] [run-guest.sh --env KEY=VALUE ...]
 # USBFN_BIN=/path/to/usbfn skips building it.
 # Exit status: 0 when every case matches the kernel's; 1 otherwise; 2+ on setup errors.
@@ -81,6 +85,14 @@ if [ "${FFS_ROUNDS:-1}" != 0 ]; then
   [ -n "$bench_md" ] && ffs_args+=(--markdown "${bench_md%.md}-ffs.md")
   python3 "$here/compare.py" "${ffs_args[@]}" || ffs_cmp=$?
 fi
+# usbredir: usbfn on this machine, QEMU's usb-redir devices on EHCI/xHCI in the guest, every
+# usbtest result compared with the USB/IP run above (tests/conformance/usbredir.sh; the fault
+# checks and the bench next to USB/IP in the same boot). USBREDIR_CONFORMANCE=0 skips it.
+redir_rc=0
+if [ "${USBREDIR_CONFORMANCE:-1}" = 1 ]; then
+  echo "==> usbredir: usbtest over QEMU's usb-redir, compared with the USB/IP run"
+  USBFN_BIN="$usbfn" "$here/usbredir.sh" --usbip-log "$log" || redir_rc=$?
+fi
 echo "conformance run took $(( $(date +%s) - t0 )) s (guest exit $rc, log $log)"
 if [ "$rc" -ne 0 ]; then
   echo "the guest run did not complete (exit $rc)"
@@ -99,4 +111,8 @@ if [ "$stress_rc" -ne 0 ]; then
   exit 1
 fi
 if [ "$ffs_cmp" -ne 0 ]; then exit 1; fi
+if [ "$redir_rc" -ne 0 ]; then
+  echo "the usbredir run failed (exit $redir_rc, log $build/usbredir.log)"
+  exit 1
+fi
 exit "$cmp"

@@ -82,10 +82,18 @@ envs=()
 for v in $(compgen -v UR_); do envs+=(--env "$v=${!v}"); done
 fault_rc=0
 if [ "${UR_FAULTS:-1}" = 1 ]; then
-  # garbage and a truncated packet on a device no guest uses yet
-  printf 'this is not usbredir at all, not even a header................' \
-    >"/dev/tcp/127.0.0.1/$((base + 0))" || true
-  printf '\0\0\0\0\x44\0\0\0\0\0\0\0qemu' >"/dev/tcp/127.0.0.1/$((base + 0))" || true
+  # garbage and a truncated packet on a device no guest uses yet (usbfn's hello is read
+  # first, so that closing sends FIN, not a reset)
+  exec 3<>"/dev/tcp/127.0.0.1/$((base + 0))"
+  head -c 80 <&3 >/dev/null
+  printf 'this is not usbredir at all, not even a header................' >&3
+  sleep 0.3
+  exec 3>&-
+  exec 3<>"/dev/tcp/127.0.0.1/$((base + 0))"
+  head -c 80 <&3 >/dev/null
+  printf '\0\0\0\0\x44\0\0\0\0\0\0\0qemu' >&3
+  sleep 0.3
+  exec 3>&-
   sleep 0.5
   if grep -q 'protocol error' "$work/high-p0.log" && grep -q 'middle of a packet' "$work/high-p0.log"; then
     echo "conformance usbredir: PASS fault garbage ($(grep -c 'connection closed' "$work/high-p0.log") connections closed with the error named, server still listening)"
