@@ -109,7 +109,10 @@ impl Listener {
                 if std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket()) {
                     std::fs::remove_file(p)?;
                 }
-                Ok(Listener::Unix(tokio::net::UnixListener::bind(p)?, p.clone()))
+                Ok(Listener::Unix(
+                    tokio::net::UnixListener::bind(p)?,
+                    p.clone(),
+                ))
             }
         }
     }
