@@ -142,6 +142,6 @@ fi
 for f in "$work"/*.log; do cp "$f" "$build/usbredir-serve-$(basename "$f")"; done
 cmp=0
 python3 "$here/compare-usbredir.py" "$build/usbredir.log" "$usbip_log" || cmp=$?
-[ "$rc" -eq 0 ] || { echo "conformance usbredir: FAIL the guest run did not complete (exit $rc)"; exit 1; }
+[ "$rc" -eq 0 ] || { echo "conformance usbredir: FAIL the guest run: exit $rc (1: a case timed out or a run was incomplete; see $build/usbredir.log)"; exit 1; }
 [ "$fault_rc" -eq 0 ] || exit 1
 exit "$cmp"

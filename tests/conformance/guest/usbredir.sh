@@ -129,11 +129,19 @@ if [ "$UR_BENCH_ITERATIONS" != 0 ]; then
   if command -v usbfn >/dev/null && load_modules usbip-core vhci-hcd; then
     usbfn serve --speed high --pattern 0 >/tmp/usbfn-serve.log 2>&1 &
     pid=$!
-    if usbip_attach_local 1-1 10 && wait_usbtest_bound 10; then
-      for d in /sys/bus/usb/devices/*; do
-        case "$(readlink -f "$d")" in *vhci*) ;; *) continue ;; esac
-        [ -f "$d/idVendor" ] && [ "$(cat "$d/idVendor")" = 0525 ] && vdev=$d
+    vdev=""
+    if usbip_attach_local 1-1 10; then
+      # wait_usbtest_bound would see the usbredir devices: wait for the vhci one itself.
+      for _ in $(seq 1 100); do
+        for d in /sys/bus/usb/devices/*; do
+          case "$(readlink -f "$d")" in *vhci*) ;; *) continue ;; esac
+          [ -f "$d/idVendor" ] && [ "$(cat "$d/idVendor")" = 0525 ] && vdev=$d
+        done
+        [ -n "$vdev" ] && break # usbtest-driver --wait 20 waits for usbtest to bind
+        sleep 0.2
       done
+    fi
+    if [ -n "$vdev" ]; then
       drive bench-usbip "$vdev" 1,2,27,28 1024 512 "$UR_BENCH_ITERATIONS"
     else
       incomplete=$((incomplete + 1))
