@@ -129,7 +129,7 @@ fi
 
 echo "==> booting the guest: usbtest over usbredir (EHCI high speed, xHCI SuperSpeed)"
 rc=0
-"$here/run-guest.sh" --quiet --timeout 1200 --log "$build/usbredir.log" ${envs[@]+"${envs[@]}"} \
+"$here/run-guest.sh" --quiet --timeout 900 --log "$build/usbredir.log" ${envs[@]+"${envs[@]}"} \
   --qemu "$qemu" "$here/guest/usbredir.sh" "$usbfn" || rc=$?
 grep -aE '^check|^conformance:' "$build/usbredir.log" || true
 if [ "${UR_FAULTS:-1}" = 1 ]; then
