@@ -27,7 +27,9 @@ MODULES=(configfs usb-common usbcore udc-core usbip-core vhci-hcd usbtest
   # mass storage (guest/msc.sh): the host's class driver and disk, FAT, the kernel's function
   usb-storage sd_mod vfat nls_cp437 nls_ascii nls_utf8 usb_f_mass_storage
   # audio (guest/audio.sh)
-  snd-usb-audio)
+  snd-usb-audio
+  # the host controllers QEMU emulates for usbredir (tests/conformance/usbredir.sh)
+  ehci-hcd ehci-pci xhci-hcd xhci-pci)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build-guest: error: %s\n' "$*" >&2; exit 1; }

@@ -15,6 +15,9 @@
 #   --env KEY=VALUE     exported to the payload through /conformance.env (repeatable)
 #   --append ARGS       extra kernel command line
 #   --quiet             do not stream the console to stdout
+#   --qemu ARGS         extra QEMU arguments, split on spaces (repeatable), e.g. the
+#                       `-device qemu-xhci -chardev socket,... -device usb-redir,...` that
+#                       `usbfn serve --usbredir` prints
 #
 # Exit status: N from the last CONFORMANCE-EXIT=N line; 124 on timeout; 125 when the guest
 # stopped without a marker; 126 on a setup error. Needs build-guest.sh to have run.
@@ -31,6 +34,7 @@ logfile="$build/last-run.log"
 append=""
 quiet=0
 envs=()
+qemu_extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --timeout) timeout_s="$2"; shift 2 ;;
@@ -38,7 +42,8 @@ while [ $# -gt 0 ]; do
     --env) envs+=("$2"); shift 2 ;;
     --append) append="$2"; shift 2 ;;
     --quiet) quiet=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --qemu) read -r -a more <<<"$2"; qemu_extra+=("${more[@]}"); shift 2 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     --) shift; break ;;
     -*) die "unknown option $1" ;;
     *) break ;;
@@ -113,12 +118,12 @@ set +e
 if [ "$quiet" -eq 1 ]; then
   timeout -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1024 \
     -nographic -no-reboot -kernel "$build/vmlinuz" -initrd "$work/initrd.gz" \
-    -append "console=ttyS0 quiet panic=-1 $append" </dev/null >"$logfile" 2>&1
+    -append "console=ttyS0 quiet panic=-1 $append" ${qemu_extra[@]+"${qemu_extra[@]}"} </dev/null >"$logfile" 2>&1
   qemu_rc=$?
 else
   timeout -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1024 \
     -nographic -no-reboot -kernel "$build/vmlinuz" -initrd "$work/initrd.gz" \
-    -append "console=ttyS0 quiet panic=-1 $append" </dev/null 2>&1 | tee "$logfile"
+    -append "console=ttyS0 quiet panic=-1 $append" ${qemu_extra[@]+"${qemu_extra[@]}"} </dev/null 2>&1 | tee "$logfile"
   qemu_rc=${PIPESTATUS[0]}
 fi
 set -e

@@ -10,6 +10,9 @@
 #
 # A fourth boot runs the audio function against snd-usb-audio with ALSA's arecord/aplay
 # (guest/audio.sh, ~3 min of guest time); AUDIO_CONFORMANCE=0 skips it.
+# A further stage runs usbfn outside the guest over usbredir (tests/conformance/usbredir.sh:
+# QEMU's usb-redir on EHCI and xHCI, compared with the first boot's USB/IP results);
+# USBREDIR_CONFORMANCE=0 skips it.
 #
 # Usage: tests/conformance/run.sh [--bench-markdown FILE] [run-guest.sh --env KEY=VALUE ...]
 # USBFN_BIN=/path/to/usbfn skips building it.
@@ -111,6 +114,14 @@ if [ "${FFS_ROUNDS:-1}" != 0 ]; then
   [ -n "$bench_md" ] && ffs_args+=(--markdown "${bench_md%.md}-ffs.md")
   python3 "$here/compare.py" "${ffs_args[@]}" || ffs_cmp=$?
 fi
+# usbredir: usbfn on this machine, QEMU's usb-redir devices on EHCI/xHCI in the guest, every
+# usbtest result compared with the USB/IP run above (tests/conformance/usbredir.sh; the fault
+# checks and the bench next to USB/IP in the same boot). USBREDIR_CONFORMANCE=0 skips it.
+redir_rc=0
+if [ "${USBREDIR_CONFORMANCE:-1}" = 1 ]; then
+  echo "==> usbredir: usbtest over QEMU's usb-redir, compared with the USB/IP run"
+  USBFN_BIN="$usbfn" "$here/usbredir.sh" --usbip-log "$log" || redir_rc=$?
+fi
 echo "conformance run took $(( $(date +%s) - t0 )) s (guest exit $rc, log $log)"
 if [ "$rc" -ne 0 ]; then
   echo "the guest run did not complete (exit $rc)"
@@ -137,4 +148,8 @@ if [ "$stress_rc" -ne 0 ]; then
   exit 1
 fi
 if [ "$ffs_cmp" -ne 0 ]; then exit 1; fi
+if [ "$redir_rc" -ne 0 ]; then
+  echo "the usbredir run failed (exit $redir_rc, log $build/usbredir.log)"
+  exit 1
+fi
 exit "$cmp"

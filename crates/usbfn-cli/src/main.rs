@@ -13,6 +13,7 @@ mod serve;
 mod server_args;
 mod service;
 mod soak;
+mod usbredir;
 mod util;
 mod wav_cmd;
 

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use usbfn::functions::{self, Function};
 use usbfn::{BusSpeed, Controller};
 use usbfn_usbip::server::Server;
+use usbfn_usbredir::server::Address;
 
 use crate::device_file::{self, DeviceFile, UsbipSection};
 use crate::server_args::{ServerArgs, merge_usbip, print_exports};
@@ -19,7 +20,8 @@ use crate::server_args::{ServerArgs, merge_usbip, print_exports};
   usbfn serve --function gadget-zero,isoc_interval=1,isoc_mult=2   # iso alt 1 options
   usbfn serve --function gadget-zero --function gadget-zero        # a composite device
   usbfn serve --config examples/devices/gadget-zero.toml --config other.toml
-  sudo usbip attach -r 127.0.0.1 -b 1-1         # on the host (apt install usbip; modprobe vhci-hcd)")]
+  sudo usbip attach -r 127.0.0.1 -b 1-1         # on the host (apt install usbip; modprobe vhci-hcd)
+  usbfn serve --usbredir 127.0.0.1:4000 --speed super   # for a QEMU guest: prints its -device arguments")]
 pub(crate) struct Args {
     /// A device file served by a built-in function (`[function]`, see docs/config.md);
     /// repeat for more devices, exported as busids 1-1, 1-2, ... in order. The old
@@ -27,10 +29,10 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE")]
     config: Vec<PathBuf>,
     #[command(flatten)]
-    server: ServerArgs,
+    pub(crate) server: ServerArgs,
     /// Speed hosts see, for devices whose file gives no `usbip.speed`.
     #[arg(long, value_enum, default_value = "high")]
-    speed: SpeedArg,
+    pub(crate) speed: SpeedArg,
     /// Serve on this USB device controller (a name in /sys/class/udc) through Linux
     /// FunctionFS instead of USB/IP. See `usbfn list --udc`.
     #[arg(long, value_name = "NAME")]
@@ -50,6 +52,17 @@ pub(crate) struct Args {
         default_value = "gadget-zero"
     )]
     function: Vec<String>,
+    /// Serve the devices to QEMU guests over usbredir instead of USB/IP, listening on
+    /// HOST:PORT or unix:PATH (QEMU's `-chardev socket` connects, `-device usb-redir` uses
+    /// it; the exact arguments are printed). Several devices: one port each, counting up
+    /// (Unix: PATH, PATH.2, ...). Loopback only unless --allow-remote.
+    #[arg(long, value_name = "ADDR", value_parser = usbfn_usbredir::server::Address::parse,
+          conflicts_with = "usbredir_connect")]
+    pub(crate) usbredir: Option<Address>,
+    /// Like --usbredir, but connect to a QEMU whose usb-redir chardev listens
+    /// (`server=on`) at HOST:PORT or unix:PATH; retried every second.
+    #[arg(long, value_name = "ADDR", value_parser = usbfn_usbredir::server::Address::parse)]
+    pub(crate) usbredir_connect: Option<Address>,
 }
 
 /// `--speed`, and `speed` in device files.
@@ -119,6 +132,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
         return crate::ffs::serve(udc, device.functions.clone()).await;
     }
+    if args.usbredir.is_some() || args.usbredir_connect.is_some() {
+        return crate::usbredir::serve(&args, &devices).await;
+    }
     let limits = merge_usbip(devices.iter().map(|(p, d)| (p.as_path(), &d.usbip)))?;
     let mut builder = Server::builder();
     let mut exported = Vec::new();
@@ -169,7 +185,7 @@ pub(crate) fn start_builtin(
     Ok(controller)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -1,5 +1,5 @@
-//! The one table that maps completion statuses between USB/IP, GenericUSBFn (NTSTATUS) and,
-//! later, usbredir and FunctionFS.
+//! The one table that maps completion statuses between USB/IP, GenericUSBFn (NTSTATUS),
+//! usbredir and FunctionFS.
 //!
 //! Every transport converts through [`CompletionStatus`]; no other module spells an errno or an
 //! NTSTATUS value for a transfer outcome, and the errno values themselves are defined here
@@ -108,6 +108,11 @@ struct Row {
     /// Further negative errnos that mean this outcome when FunctionFS returns them (its own
     /// codes, besides the UDC request's status in `linux`).
     functionfs: &'static [i32],
+    /// The usbredir status a QEMU guest sees (`usb_redir_success` 0, `cancelled` 1, `inval`
+    /// 2, `ioerror` 3, `stall` 4, `timeout` 5, `babble` 6). usbredir has no short-not-ok
+    /// flag, so a short packet is a success there; a device that went away and a missed
+    /// isochronous packet are I/O errors, as `usbredirhost` reports them.
+    usbredir: u8,
 }
 
 /// One row per status, one column per transport.
@@ -116,54 +121,63 @@ const TABLE: &[Row] = &[
         status: CompletionStatus::Success,
         linux: 0,
         ntstatus: NtStatus::STATUS_SUCCESS,
+        usbredir: 0,
         functionfs: &[],
     },
     Row {
         status: CompletionStatus::Stall,
         linux: -EPIPE,
         ntstatus: NtStatus::STATUS_DEVICE_DATA_ERROR,
+        usbredir: 4,
         functionfs: &[-EBADMSG, -EL2HLT],
     },
     Row {
         status: CompletionStatus::Babble,
         linux: -EOVERFLOW,
         ntstatus: NtStatus::STATUS_DATA_OVERRUN,
+        usbredir: 6,
         functionfs: &[],
     },
     Row {
         status: CompletionStatus::ShortPacket,
         linux: -EREMOTEIO,
         ntstatus: NtStatus::STATUS_SUCCESS,
+        usbredir: 0,
         functionfs: &[],
     },
     Row {
         status: CompletionStatus::Cancelled,
         linux: -ECONNRESET,
         ntstatus: NtStatus::STATUS_CANCELLED,
+        usbredir: 1,
         functionfs: &[-EINTR, -ENOENT],
     },
     Row {
         status: CompletionStatus::Shutdown,
         linux: -ESHUTDOWN,
         ntstatus: NtStatus::STATUS_DEVICE_NOT_CONNECTED,
+        usbredir: 3,
         functionfs: &[-EAGAIN, -ENODEV],
     },
     Row {
         status: CompletionStatus::NotSupported,
         linux: -EOPNOTSUPP,
         ntstatus: NtStatus::STATUS_NOT_SUPPORTED,
+        usbredir: 2,
         functionfs: &[],
     },
     Row {
         status: CompletionStatus::Missed,
         linux: -EXDEV,
         ntstatus: NtStatus::STATUS_IO_TIMEOUT,
+        usbredir: 3,
         functionfs: &[],
     },
     Row {
         status: CompletionStatus::Invalid,
         linux: -EINVAL,
         ntstatus: NtStatus::STATUS_INVALID_PARAMETER,
+        usbredir: 2,
         functionfs: &[],
     },
 ];
@@ -182,6 +196,24 @@ impl CompletionStatus {
     /// The NTSTATUS a GenericUSBFn service sees for a transfer that ended this way.
     pub fn to_ntstatus(self) -> NtStatus {
         row(self).map_or(NtStatus::STATUS_UNSUCCESSFUL, |r| r.ntstatus)
+    }
+
+    /// The usbredir status a QEMU guest sees for a URB that ended this way.
+    pub fn to_usbredir(self) -> u8 {
+        row(self).map_or(3, |r| r.usbredir) // ioerror: unreachable, every variant has a row
+    }
+
+    /// The status for a usbredir status received from a peer: I/O errors and timeouts mean
+    /// the transfer could not run (`Shutdown`), unknown values are `Invalid`.
+    pub fn from_usbredir(status: u8) -> Self {
+        match status {
+            0 => Self::Success,
+            1 => Self::Cancelled,
+            4 => Self::Stall,
+            6 => Self::Babble,
+            3 | 5 => Self::Shutdown,
+            _ => Self::Invalid,
+        }
     }
 
     /// The status for a negative errno received from a peer, if it is one usbfn knows.
@@ -258,6 +290,21 @@ mod tests {
         assert_eq!(S::from_functionfs_errno(-51), S::Stall);
         assert_eq!(S::from_functionfs_errno(-75), S::Babble);
         assert_eq!(S::from_functionfs_errno(-5), S::Invalid);
+    }
+
+    #[test]
+    fn usbredir_values() {
+        use CompletionStatus as S;
+        assert_eq!(S::Success.to_usbredir(), 0);
+        assert_eq!(S::Cancelled.to_usbredir(), 1);
+        assert_eq!(S::Invalid.to_usbredir(), 2);
+        assert_eq!(S::Shutdown.to_usbredir(), 3);
+        assert_eq!(S::Stall.to_usbredir(), 4);
+        assert_eq!(S::Babble.to_usbredir(), 6);
+        assert_eq!(S::ShortPacket.to_usbredir(), 0);
+        for v in [0, 1, 4, 6] {
+            assert_eq!(S::from_usbredir(v).to_usbredir(), v);
+        }
     }
 
     #[test]

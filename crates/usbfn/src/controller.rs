@@ -191,6 +191,12 @@ impl Controller {
         f(self.shared.lock().device.model())
     }
 
+    /// Read the device's state (current configuration, alternate settings, speed) with its
+    /// model. The core's lock is held while `f` runs: keep it short.
+    pub fn with_device<T>(&self, f: impl FnOnce(&Device) -> T) -> T {
+        f(&self.shared.lock().device)
+    }
+
     /// True when every service has activated the bus.
     pub fn is_ready(&self) -> bool {
         *self.shared.ready.borrow()
@@ -340,6 +346,14 @@ impl BusPort {
     /// A completion or request if one is ready now.
     pub fn try_recv(&mut self) -> Option<BusOutput> {
         self.rx.try_recv().ok()
+    }
+
+    /// A bus reset by the host (e.g. a usbredir `reset`): the device is addressed and
+    /// configured again from scratch; every pending URB completes as the core decides.
+    pub fn reset(&self) {
+        let mut inner = self.shared.lock();
+        inner.device.bus_reset(self.speed, Instant::now());
+        self.shared.dispatch(&mut inner);
     }
 
     /// Suspend the bus.
