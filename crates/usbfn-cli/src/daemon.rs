@@ -57,12 +57,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             } else {
                 gadget_zero::config()
             },
-            function: None,
+            functions: Vec::new(),
             usbip: UsbipSection::default(),
         },
     };
     let config = &device.config;
-    if device.function.is_none()
+    if device.functions.is_empty()
         && let Some((i, iface)) = config
             .interfaces
             .iter()
@@ -80,16 +80,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     let dir = usbfn_ipc::path::runtime_dir_or_default(args.runtime_dir.as_deref())?;
     if let Some(udc) = &args.udc {
-        if device.function.is_some() {
+        if !device.functions.is_empty() {
             bail!(
                 "--udc runs a device whose interfaces are served by service processes; a [function] device runs under `usbfn serve --udc`"
             );
         }
         return crate::ffs::daemon(udc, config, &dir).await;
     }
-    let controller = match &device.function {
-        Some(f) => crate::serve::start_builtin(config, f)?,
-        None => Controller::new(config).context("building the device")?,
+    let controller = if device.functions.is_empty() {
+        Controller::new(config).context("building the device")?
+    } else {
+        crate::serve::start_builtin(config, &device.functions)?
     };
     let speed = BusSpeed::from(device.usbip.speed.unwrap_or(args.speed));
     let mut builder = Server::builder();
@@ -104,9 +105,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     server.set_options(args.server.options(&server, &device.usbip)?);
     // A built-in function runs in this process: its interfaces get no sockets.
-    let sockets = match device.function {
-        Some(_) => None,
-        None => Some(InterfaceSockets::bind(&controller, &dir)?),
+    let sockets = if device.functions.is_empty() {
+        Some(InterfaceSockets::bind(&controller, &dir)?)
+    } else {
+        None
     };
 
     for i in sockets.iter().flat_map(InterfaceSockets::interfaces) {

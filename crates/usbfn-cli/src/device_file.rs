@@ -7,7 +7,7 @@
 //!   process through the daemon.
 //! - `[function]`: a built-in function that serves the device in-process (`kind =
 //!   "gadget-zero"` and its options); it brings its own descriptors, so `[device]` and the
-//!   rest are left out.
+//!   rest are left out. `[[function]]` (several tables) makes a composite device of several.
 //! - `[usbip]`: how the device is exported: `speed`, and the server's limits.
 //!
 //! The old `serve --config` format (`[[device]]` entries naming built-in functions) still
@@ -19,7 +19,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use usbfn::DeviceConfig;
-use usbfn::functions::gadget_zero;
+use usbfn::functions::{self, Function, FunctionOptions, OptionError};
 use usbfn_core::config::{
     AssociationSection, ConfigurationSection, ControlSection, DeviceSection, InterfaceSection,
 };
@@ -31,25 +31,20 @@ use crate::serve::SpeedArg;
 pub(crate) struct DeviceFile {
     /// The descriptors.
     pub(crate) config: DeviceConfig,
-    /// The built-in function serving it in-process, if any.
-    pub(crate) function: Option<Builtin>,
+    /// The built-in functions serving it in-process, in interface order (none: service
+    /// processes serve it).
+    pub(crate) functions: Vec<Function>,
     /// `[usbip]`.
     pub(crate) usbip: UsbipSection,
 }
 
-/// A built-in function and its options.
-#[derive(Debug, Clone)]
-pub(crate) enum Builtin {
-    /// Gadget Zero.
-    GadgetZero(gadget_zero::Options),
-}
-
-impl Builtin {
-    pub(crate) fn name(&self) -> &'static str {
-        match self {
-            Builtin::GadgetZero(_) => "gadget-zero",
-        }
-    }
+/// `acm + msc`: the kinds of `functions`, for messages.
+pub(crate) fn kinds(functions: &[Function]) -> String {
+    functions
+        .iter()
+        .map(Function::kind)
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 /// `[usbip]`: how hosts see the device, and the server's limits (flags override them).
@@ -75,7 +70,7 @@ pub(crate) struct UsbipSection {
 #[serde(deny_unknown_fields)]
 struct Repr {
     #[serde(default)]
-    function: Option<FunctionSection>,
+    function: Option<OneOrMany>,
     #[serde(default)]
     usbip: UsbipSection,
     #[serde(default)]
@@ -97,6 +92,14 @@ struct FunctionSection {
     kind: String,
     #[serde(flatten)]
     options: toml::Table,
+}
+
+/// `[function]` (one) or `[[function]]` (several, a composite device).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(FunctionSection),
+    Many(Vec<FunctionSection>),
 }
 
 /// A `[[device]]` entry of the old `serve --config` format.
@@ -168,8 +171,8 @@ fn parse(text: &str) -> Result<Loaded, String> {
                 let at = format!("device[{}]", i + 1);
                 let function = builtin(&at, &e.function, &e.options)?;
                 Ok(DeviceFile {
-                    config: builtin_config(&function),
-                    function: Some(function),
+                    config: functions::device_config(std::slice::from_ref(&function)),
+                    functions: vec![function],
                     usbip: UsbipSection {
                         speed: e.speed,
                         ..UsbipSection::default()
@@ -185,18 +188,32 @@ fn parse(text: &str) -> Result<Loaded, String> {
         || !repr.interfaces.is_empty()
         || !repr.configurations.is_empty()
         || !repr.associations.is_empty();
-    let (config, function) = match repr.function {
+    let (config, functions) = match repr.function {
         Some(f) => {
+            let sections = match f {
+                OneOrMany::One(f) => vec![("function".to_owned(), f)],
+                OneOrMany::Many(list) => list
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, f)| (format!("function[{}]", i + 1), f))
+                    .collect(),
+            };
+            let Some((_, first)) = sections.first() else {
+                return Err("[[function]] is empty: name at least one function".into());
+            };
             if has_descriptors {
                 return Err(format!(
                     "function.kind = {:?}: a built-in function brings its own descriptors; \
                      remove [device], [[interfaces]], [[configurations]] and [[associations]], \
                      or remove [function] and serve the interfaces with services (guid = ...)",
-                    f.kind
+                    first.kind
                 ));
             }
-            let function = builtin("function", &f.kind, &f.options)?;
-            (builtin_config(&function), Some(function))
+            let functions = sections
+                .iter()
+                .map(|(at, f)| builtin(at, &f.kind, &f.options))
+                .collect::<Result<Vec<_>, _>>()?;
+            (functions::device_config(&functions), functions)
         }
         None => {
             let Some(device) = repr.device else {
@@ -213,13 +230,13 @@ fn parse(text: &str) -> Result<Loaded, String> {
                 associations: repr.associations,
                 control: repr.control.unwrap_or_default(),
             };
-            (config, None)
+            (config, Vec::new())
         }
     };
     usbfn_core::DeviceModel::build(&config).map_err(|e| e.to_string())?;
     Ok(Loaded::One(Box::new(DeviceFile {
         config,
-        function,
+        functions,
         usbip: repr.usbip,
     })))
 }
@@ -246,38 +263,51 @@ fn check_usbip(u: &UsbipSection) -> Result<(), String> {
     Ok(())
 }
 
-/// The built-in function `spec` (`gadget-zero`, optionally followed by `,key=value`
-/// options, which win over `options`), with `options` from TOML keys; errors name `at`.
-pub(crate) fn builtin(at: &str, spec: &str, options: &toml::Table) -> Result<Builtin, String> {
+/// The built-in function `spec` (`KIND`, optionally followed by `,key=value` options, which
+/// win over `options`), with `options` from TOML keys (a list sets the key once per item, in
+/// order); errors name `at`.
+pub(crate) fn builtin(at: &str, spec: &str, options: &toml::Table) -> Result<Function, String> {
     let (kind, list) = spec.split_once(',').unwrap_or((spec, ""));
-    let key = if at == "function" { "kind" } else { "function" };
-    match kind.trim() {
-        "gadget-zero" => {
-            let mut o = gadget_zero::Options::default();
-            for (name, value) in options {
-                let text = match value {
-                    toml::Value::Integer(n) => n.to_string(),
-                    toml::Value::String(t) => t.clone(),
-                    other => {
-                        return Err(format!("{at}.{name} = {other}: a number is expected"));
-                    }
-                };
-                o.set(name, &text).map_err(|e| option_error(at, &e))?;
-            }
-            o.apply_list(list)
-                .map_err(|e| format!("{at}.{key} = {spec:?}: {}", option_error(at, &e)))?;
-            Ok(Builtin::GadgetZero(o))
+    let key = if at.starts_with("function") {
+        "kind"
+    } else {
+        "function"
+    };
+    let mut pairs = Vec::new();
+    for (name, value) in options {
+        let items = match value {
+            toml::Value::Array(items) => items.iter().collect(),
+            one => vec![one],
+        };
+        for item in items {
+            let text = match item {
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::String(t) => t.clone(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                other => {
+                    return Err(format!(
+                        "{at}.{name} = {other}: a number, a string or true/false is expected"
+                    ));
+                }
+            };
+            pairs.push((name.clone(), text));
         }
-        other => Err(format!(
-            "{at}.{key} = {other:?}: the built-in functions are \"gadget-zero\""
-        )),
     }
+    let mut function = Function::with_options(kind, &pairs).map_err(|e| match e {
+        OptionError::Kind { .. } => format!("{at}.{key} = {kind:?}: {e}"),
+        e => option_error(at, &e),
+    })?;
+    function
+        .apply_list(list)
+        .map_err(|e| format!("{at}.{key} = {spec:?}: {}", option_error(at, &e)))?;
+    Ok(function)
 }
 
 /// `function.qlen = 0: 1..=256 accepted`, or the function's own message.
-fn option_error(at: &str, e: &gadget_zero::OptionError) -> String {
+fn option_error(at: &str, e: &OptionError) -> String {
     match e {
-        gadget_zero::OptionError::Value {
+        OptionError::Value {
             key,
             value,
             allowed,
@@ -286,20 +316,14 @@ fn option_error(at: &str, e: &gadget_zero::OptionError) -> String {
     }
 }
 
-/// The descriptors a built-in function brings.
-pub(crate) fn builtin_config(function: &Builtin) -> DeviceConfig {
-    match function {
-        Builtin::GadgetZero(options) => gadget_zero::config_with(options),
-    }
-}
-
 impl DeviceFile {
     /// `0525:a4a0 "Gadget Zero", 1 interface(s), served by gadget-zero`.
     pub(crate) fn summary(&self) -> String {
         let d = &self.config.device;
-        let served = match &self.function {
-            Some(f) => format!("served in-process by {}", f.name()),
-            None => "served by service processes through `usbfn daemon`".to_owned(),
+        let served = if self.functions.is_empty() {
+            "served by service processes through `usbfn daemon`".to_owned()
+        } else {
+            format!("served in-process by {}", kinds(&self.functions))
         };
         format!(
             "{:04x}:{:04x} {:?}, {} interface(s), {served}",
@@ -347,6 +371,7 @@ pub(crate) const EXAMPLES: &[(ExampleKind, &str)] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use usbfn::functions::gadget_zero;
 
     fn one(text: &str) -> Result<DeviceFile, String> {
         match parse(text)? {
@@ -369,11 +394,11 @@ mod tests {
             .expect("valid");
         assert_eq!(d.config, gadget_zero::config());
         assert!(matches!(
-            d.function,
-            Some(Builtin::GadgetZero(gadget_zero::Options {
+            &d.functions[..],
+            [Function::GadgetZero(gadget_zero::Options {
                 pattern: gadget_zero::Pattern::Mod63,
                 ..
-            }))
+            })]
         ));
         assert!(matches!(d.usbip.speed, Some(SpeedArg::Full)));
     }
@@ -382,7 +407,7 @@ mod tests {
     fn gadget_zero_options_from_keys_and_the_function_list() {
         let d = one("[function]\nkind = \"gadget-zero,isoc_mult=2\"\nisoc_interval = 1\nisoc_mult = 1\nint_maxpacket = 64\n")
             .expect("valid");
-        let Some(Builtin::GadgetZero(o)) = d.function else {
+        let [Function::GadgetZero(o)] = &d.functions[..] else {
             panic!("gadget zero");
         };
         assert_eq!((o.isoc_interval, o.isoc_mult, o.int_maxpacket), (1, 2, 64));
@@ -401,6 +426,20 @@ mod tests {
             err.contains("device[1].qlen = 0: 1..=256 accepted"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn several_function_tables_make_a_composite_device() {
+        let d = one(
+            "[[function]]\nkind = \"gadget-zero\"\n[[function]]\nkind = \"gadget-zero\"\npattern = 1\n",
+        )
+        .expect("valid");
+        assert_eq!(kinds(&d.functions), "gadget-zero + gadget-zero");
+        assert_eq!(d.config.device.class, 0xef);
+        assert_eq!(d.config.interfaces.len(), 2);
+        let e = one("[[function]]\nkind = \"gadget-zero\"\n[[function]]\nkind = \"gadget-zero\"\nqlen = 0\n")
+            .expect_err("range");
+        assert!(e.contains("function[2].qlen = 0"), "{e}");
     }
 
     #[test]

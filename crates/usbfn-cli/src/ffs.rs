@@ -5,19 +5,19 @@ use std::path::Path;
 
 use anyhow::Context;
 use usbfn::DeviceConfig;
-use usbfn::functions::gadget_zero;
+use usbfn::functions::{self, Function, gadget_zero};
 use usbfn_ffs::{FfsDevice, FfsOptions};
 use usbfn_ipc::daemon::InterfaceSockets;
 
 use crate::daemon::shutdown_signal;
 
-/// `usbfn serve --udc NAME`: Gadget Zero (the built-in function) on the controller until
-/// SIGINT/SIGTERM; the gadget is removed on the way out.
+/// `usbfn serve --udc NAME`: the built-in functions on the controller until SIGINT/SIGTERM;
+/// the gadget is removed on the way out.
 ///
 /// The device and its service run on a current-thread runtime of their own: every transfer
 /// completion (the AIO reaper) wakes a service task, and on one thread that wake-up is a
 /// function call instead of a cross-thread hand-off.
-pub(crate) async fn serve(udc: &str, options: gadget_zero::Options) -> anyhow::Result<()> {
+pub(crate) async fn serve(udc: &str, functions: Vec<Function>) -> anyhow::Result<()> {
     let udc = udc.to_owned();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -28,7 +28,7 @@ pub(crate) async fn serve(udc: &str, options: gadget_zero::Options) -> anyhow::R
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(serve_here(&udc, options, stop_rx)));
+                .and_then(|rt| rt.block_on(serve_here(&udc, &functions, stop_rx)));
             let _ = done_tx.send(result);
         })?;
     let mut done_rx = done_rx;
@@ -43,24 +43,43 @@ pub(crate) async fn serve(udc: &str, options: gadget_zero::Options) -> anyhow::R
 
 async fn serve_here(
     udc: &str,
-    options: gadget_zero::Options,
+    functions: &[Function],
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
-    let device = FfsDevice::new(
-        &gadget_zero::bulk_only_config(&options),
-        &FfsOptions::new(udc),
-    )
-    .with_context(|| format!("setting up Gadget Zero on {udc}"))?;
-    let iface = device.open(gadget_zero::INTERFACE_NAME)?;
-    let service = tokio::spawn(gadget_zero::run(iface, options));
-    println!("usbfn: serving gadget-zero through FunctionFS on UDC {udc}");
+    let kinds = crate::device_file::kinds(functions);
+    // Gadget Zero alone offers bulk only on a controller, as f_sourcesink does on a UDC
+    // without isochronous endpoints (in FunctionFS an endpoint belongs to one alternate
+    // setting).
+    let config = match functions {
+        [Function::GadgetZero(options)] => gadget_zero::bulk_only_config(options),
+        _ => functions::device_config(functions),
+    };
+    let device = FfsDevice::new(&config, &FfsOptions::new(udc))
+        .with_context(|| format!("setting up {kinds} on {udc}"))?;
+    let services = functions::start_all(functions, |name| {
+        device
+            .open(name)
+            .with_context(|| format!("opening interface {name:?}"))
+    })?;
+    println!("usbfn: serving {kinds} through FunctionFS on UDC {udc}");
+    // Stop when asked, or when the first function ends (it logged why).
+    let aborts: Vec<_> = services.iter().map(|s| s.abort_handle()).collect();
+    let (ended_tx, mut ended_rx) = tokio::sync::mpsc::channel(1);
+    for service in services {
+        let ended_tx = ended_tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = service.await {
+                tracing::error!(error = %e, "a function task failed");
+            }
+            let _ = ended_tx.send(()).await;
+        });
+    }
     tokio::select! {
         _ = stop => {}
-        r = service => match r {
-            Ok(Ok(())) => tracing::info!("gadget zero ended"),
-            Ok(Err(e)) => tracing::error!(error = %e, "gadget zero stopped"),
-            Err(e) => tracing::error!(error = %e, "gadget zero task failed"),
-        },
+        _ = ended_rx.recv() => {}
+    }
+    for a in aborts {
+        a.abort();
     }
     device.close().await;
     println!("usbfn: stopped; the gadget on {udc} is removed");

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use usbfn::functions::gadget_zero;
+use usbfn::functions::{self, Function};
 use usbfn::{BusSpeed, Controller};
 use usbfn_usbip::server::Server;
 
-use crate::device_file::{self, Builtin, DeviceFile, UsbipSection};
+use crate::device_file::{self, DeviceFile, UsbipSection};
 use crate::server_args::{ServerArgs, merge_usbip, print_exports};
 
 /// Arguments of `usbfn serve`.
@@ -17,6 +17,7 @@ use crate::server_args::{ServerArgs, merge_usbip, print_exports};
   usbfn serve                                   # Gadget Zero on 127.0.0.1:3240
   usbfn serve --listen localhost:3241 --speed super --pcap usb.pcap
   usbfn serve --function gadget-zero,isoc_interval=1,isoc_mult=2   # iso alt 1 options
+  usbfn serve --function gadget-zero --function gadget-zero        # a composite device
   usbfn serve --config examples/devices/gadget-zero.toml --config other.toml
   sudo usbip attach -r 127.0.0.1 -b 1-1         # on the host (apt install usbip; modprobe vhci-hcd)")]
 pub(crate) struct Args {
@@ -37,17 +38,18 @@ pub(crate) struct Args {
     /// Gadget Zero data pattern (the default device): 0 zeros, 1 `(i % wMaxPacketSize) % 63`.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     pattern: u8,
-    /// The function of the default device, with its options:
-    /// `gadget-zero[,key=value...]`, e.g. `gadget-zero,isoc_interval=1,isoc_mult=2` (keys:
-    /// f_sourcesink's isoc_interval, isoc_maxpacket, isoc_mult, isoc_maxburst, iso_qlen, and
-    /// int_interval, int_maxpacket, qlen, buflen, pattern; the same keys as `[function]` in a
-    /// device file).
+    /// The function of the default device, with its options, as `KIND[,key=value...]`
+    /// (the same keys as `[function]` in a device file; docs/config.md lists them). Repeat
+    /// for a composite device of several functions. E.g.
+    /// `gadget-zero,isoc_interval=1,isoc_mult=2` (f_sourcesink's keys isoc_interval,
+    /// isoc_maxpacket, isoc_mult, isoc_maxburst, iso_qlen, and int_interval, int_maxpacket,
+    /// qlen, buflen, pattern).
     #[arg(
         long,
         value_name = "KIND[,KEY=VALUE...]",
         default_value = "gadget-zero"
     )]
-    function: String,
+    function: Vec<String>,
 }
 
 /// `--speed`, and `speed` in device files.
@@ -78,22 +80,29 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     if args.config.is_empty() {
-        let mut options = toml::Table::new();
-        options.insert(
-            "pattern".into(),
-            toml::Value::Integer(i64::from(args.pattern)),
-        );
-        let function = device_file::builtin("--function", &args.function, &options)
-            .map_err(anyhow::Error::msg)?;
+        let mut functions = Vec::new();
+        for spec in &args.function {
+            // --pattern is Gadget Zero's; a `pattern=` in the spec wins over it.
+            let mut options = toml::Table::new();
+            if spec.split(',').next().map(str::trim) == Some("gadget-zero") {
+                options.insert(
+                    "pattern".into(),
+                    toml::Value::Integer(i64::from(args.pattern)),
+                );
+            }
+            functions.push(
+                device_file::builtin("--function", spec, &options).map_err(anyhow::Error::msg)?,
+            );
+        }
         devices.push((
             PathBuf::from("(default)"),
             DeviceFile {
-                config: device_file::builtin_config(&function),
-                function: Some(function),
+                config: functions::device_config(&functions),
+                functions,
                 usbip: UsbipSection::default(),
             },
         ));
-    } else if args.function != "gadget-zero" {
+    } else if args.function != ["gadget-zero"] {
         bail!(
             "--function sets the default device; with --config, give the function and its options in the file's [function] section"
         );
@@ -102,29 +111,29 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let [(path, device)] = &devices[..] else {
             bail!("--udc serves one device; {} are configured", devices.len());
         };
-        let Some(Builtin::GadgetZero(options)) = &device.function else {
+        if device.functions.is_empty() {
             bail!(
-                "{}: serve --udc runs the built-in gadget-zero; a device served by service processes runs under `usbfn daemon --udc`",
+                "{}: serve --udc runs built-in functions; a device served by service processes runs under `usbfn daemon --udc`",
                 path.display()
             );
-        };
-        return crate::ffs::serve(udc, options.clone()).await;
+        }
+        return crate::ffs::serve(udc, device.functions.clone()).await;
     }
     let limits = merge_usbip(devices.iter().map(|(p, d)| (p.as_path(), &d.usbip)))?;
     let mut builder = Server::builder();
     let mut exported = Vec::new();
     for (path, device) in &devices {
-        let Some(function) = &device.function else {
+        if device.functions.is_empty() {
             bail!(
                 "{}: serve runs built-in functions only ([function] kind = ...); a device whose interfaces are served by service processes runs under `usbfn daemon --config {}`",
                 path.display(),
                 path.display()
             );
         };
-        let controller = start_builtin(&device.config, function)?;
+        let controller = start_builtin(&device.config, &device.functions)?;
         let speed = BusSpeed::from(device.usbip.speed.unwrap_or(args.speed));
         let busid = builder.export(controller, speed)?;
-        exported.push((busid, function.name().to_owned(), speed));
+        exported.push((busid, device_file::kinds(&device.functions), speed));
     }
     let mut server = builder.build();
     let listen = args.server.listen;
@@ -146,23 +155,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Build the device and run its built-in function on it in this process.
+/// Build the device and run its built-in functions on it in this process.
 pub(crate) fn start_builtin(
     config: &usbfn::DeviceConfig,
-    function: &Builtin,
+    functions: &[Function],
 ) -> anyhow::Result<Controller> {
     let controller = Controller::new(config)?;
-    match function {
-        Builtin::GadgetZero(options) => {
-            let iface = controller.open(gadget_zero::INTERFACE_NAME)?;
-            let options = options.clone();
-            tokio::spawn(async move {
-                if let Err(e) = gadget_zero::run(iface, options).await {
-                    tracing::error!(error = %e, "gadget zero stopped");
-                }
-            });
-        }
-    }
+    functions::start_all(functions, |name| {
+        controller
+            .open(name)
+            .with_context(|| format!("opening interface {name:?}"))
+    })?;
     Ok(controller)
 }
 

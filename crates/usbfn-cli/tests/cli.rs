@@ -183,3 +183,65 @@ fn remote_listen_needs_opt_in() {
         "{err}"
     );
 }
+
+#[test]
+fn repeated_functions_make_one_composite_device() {
+    let mut served = serve(&[
+        "--function",
+        "gadget-zero",
+        "--function",
+        "gadget-zero,pattern=1",
+    ]);
+    let probe: serde_json::Value =
+        serde_json::from_str(&usbfn(&["probe", &served.addr, "--busid", "1-1", "--json"]))
+            .expect("json");
+    assert_eq!(probe["device"]["idVendor"], 0x1d6b, "{probe}");
+    assert_eq!(probe["device"]["idProduct"], 0x0104, "{probe}");
+    assert_eq!(probe["device"]["bDeviceClass"], 0xef, "{probe}");
+    let interfaces = probe["configurations"][0]["interfaces"]
+        .as_array()
+        .expect("interfaces");
+    let numbers: Vec<_> = interfaces
+        .iter()
+        .map(|i| {
+            (
+                i["bInterfaceNumber"].clone(),
+                i["bAlternateSetting"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        numbers,
+        [
+            (0.into(), 0.into()),
+            (0.into(), 1.into()),
+            (1.into(), 0.into()),
+            (1.into(), 1.into())
+        ]
+    );
+    // Each copy of Gadget Zero serves its own interface: the second one's bulk IN (0x84:
+    // numbers are assigned in order, after the first copy's three IN endpoints) sources
+    // pattern 1.
+    assert_eq!(interfaces[2]["endpoints"][0]["bEndpointAddress"], 0x84);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let addr: std::net::SocketAddr = served.addr.parse().expect("addr");
+        let dev = client::import(addr, "1-1").await.expect("import");
+        dev.set_configuration(1).await.expect("configure");
+        let first = dev.submit(Urb::bulk_in(1, 512)).await.expect("in");
+        assert!(first.data.iter().all(|b| *b == 0), "pattern 0");
+        let second = dev.submit(Urb::bulk_in(4, 512)).await.expect("in");
+        assert_eq!(second.data[1], 1, "pattern 1");
+    });
+    assert!(interrupt(&mut served.child).success());
+    let err = Command::new(env!("CARGO_BIN_EXE_usbfn"))
+        .args(["serve", "--function", "teapot"])
+        .output()
+        .expect("runs");
+    assert!(!err.status.success());
+    let text = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        text.contains("teapot") && text.contains("gadget-zero"),
+        "{text}"
+    );
+}

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use usbfn::functions::gadget_zero;
+use usbfn::functions::{FunctionOptions, gadget_zero};
 use usbfn::{BusSpeed, Controller};
 use usbfn_usbip::client::{self, ImportedDevice, Urb, UrbCompletion};
 use usbfn_usbip::proto::errno;

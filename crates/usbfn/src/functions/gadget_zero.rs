@@ -32,6 +32,7 @@ use usbfn_core::config::{
 use usbfn_core::{BusEvent, BusSpeed, CompletionStatus, PipeId};
 use usbfn_wire::{Direction, RequestType, SetupPacket, TransferType};
 
+use super::{Fragment, FunctionOptions, OptionError, number};
 use crate::{Error, ServiceApi};
 
 /// The interface GUID Gadget Zero's service opens.
@@ -119,82 +120,41 @@ impl Default for Options {
     }
 }
 
-/// An option that cannot be set.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum OptionError {
-    /// No option has this name.
-    #[error(
-        "gadget-zero has no option {0:?} (pattern, qlen, buflen, isoc_interval, isoc_maxpacket, isoc_mult, isoc_maxburst, iso_qlen, int_interval, int_maxpacket)"
-    )]
-    Unknown(String),
-    /// The value is not a number in the allowed range.
-    #[error("gadget-zero option {key}={value:?}: {allowed}")]
-    Value {
-        /// The option.
-        key: String,
-        /// What was given.
-        value: String,
-        /// What is allowed.
-        allowed: &'static str,
-    },
-    /// An item of a `name,key=value,...` list has no `=`.
-    #[error("gadget-zero option {0:?} is not key=value")]
-    Syntax(String),
-}
+/// The option names, for [`OptionError::Unknown`].
+const OPTION_NAMES: &str = "pattern, qlen, buflen, isoc_interval, isoc_maxpacket, isoc_mult, \
+    isoc_maxburst, iso_qlen, int_interval, int_maxpacket";
 
-impl Options {
-    /// Set the option `key` from its text form.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), OptionError> {
-        fn num<T: std::str::FromStr + PartialOrd>(
-            key: &str,
-            value: &str,
-            lo: T,
-            hi: T,
-            allowed: &'static str,
-        ) -> Result<T, OptionError> {
-            value
-                .trim()
-                .parse::<T>()
-                .ok()
-                .filter(|v| *v >= lo && *v <= hi)
-                .ok_or_else(|| OptionError::Value {
-                    key: key.to_owned(),
-                    value: value.to_owned(),
-                    allowed,
-                })
-        }
+impl FunctionOptions for Options {
+    fn set(&mut self, key: &str, value: &str) -> Result<(), OptionError> {
         match key {
             "pattern" => {
-                self.pattern = match num::<u8>(key, value, 0, 1, "0 (zeros) or 1 (mod 63)")? {
+                self.pattern = match number::<u8>(key, value, 0, 1, "0 (zeros) or 1 (mod 63)")? {
                     0 => Pattern::Zeros,
                     _ => Pattern::Mod63,
                 }
             }
-            "qlen" => self.qlen = num(key, value, 1, 256, "1..=256")?,
-            "buflen" => self.buflen = num(key, value, 1, 1 << 20, "1..=1048576")?,
-            "isoc_interval" => self.isoc_interval = num(key, value, 1, 16, "1..=16")?,
-            "isoc_maxpacket" => self.isoc_maxpacket = num(key, value, 0, 1024, "0..=1024")?,
-            "isoc_mult" => self.isoc_mult = num(key, value, 0, 2, "0..=2")?,
-            "isoc_maxburst" => self.isoc_maxburst = num(key, value, 0, 15, "0..=15")?,
-            "iso_qlen" => self.iso_qlen = num(key, value, 1, 64, "1..=64")?,
-            "int_interval" => self.int_interval = num(key, value, 1, 16, "1..=16")?,
-            "int_maxpacket" => self.int_maxpacket = num(key, value, 1, 1024, "1..=1024")?,
-            other => return Err(OptionError::Unknown(other.to_owned())),
+            "qlen" => self.qlen = number(key, value, 1, 256, "1..=256")?,
+            "buflen" => self.buflen = number(key, value, 1, 1 << 20, "1..=1048576")?,
+            "isoc_interval" => self.isoc_interval = number(key, value, 1, 16, "1..=16")?,
+            "isoc_maxpacket" => self.isoc_maxpacket = number(key, value, 0, 1024, "0..=1024")?,
+            "isoc_mult" => self.isoc_mult = number(key, value, 0, 2, "0..=2")?,
+            "isoc_maxburst" => self.isoc_maxburst = number(key, value, 0, 15, "0..=15")?,
+            "iso_qlen" => self.iso_qlen = number(key, value, 1, 64, "1..=64")?,
+            "int_interval" => self.int_interval = number(key, value, 1, 16, "1..=16")?,
+            "int_maxpacket" => self.int_maxpacket = number(key, value, 1, 1024, "1..=1024")?,
+            other => {
+                return Err(OptionError::Unknown {
+                    function: "gadget-zero",
+                    key: other.to_owned(),
+                    known: OPTION_NAMES,
+                });
+            }
         }
         Ok(())
     }
+}
 
-    /// Apply a comma-separated `key=value` list (the part after `gadget-zero,`).
-    pub fn apply_list(&mut self, list: &str) -> Result<(), OptionError> {
-        for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (key, value) = item
-                .split_once('=')
-                .ok_or_else(|| OptionError::Syntax(item.to_owned()))?;
-            self.set(key.trim(), value)?;
-        }
-        Ok(())
-    }
-
+impl Options {
     /// Isochronous bytes per interval at `speed` (one packet of a URB).
     pub fn iso_bytes_per_interval(&self, speed: BusSpeed) -> usize {
         let mps = usize::from(self.iso_maxpacket_at(speed) & 0x7ff);
@@ -323,6 +283,24 @@ pub fn config_with(options: &Options) -> DeviceConfig {
         }],
         associations: Vec::new(),
         control: Default::default(),
+    }
+}
+
+/// What Gadget Zero adds to a device: [`config_with`]'s device and interface; copies after
+/// the first are named `source-sink1`, `source-sink2`, ...
+pub fn fragment(options: &Options, instance: usize) -> Fragment {
+    let config = config_with(options);
+    let mut interfaces = config.interfaces;
+    if instance > 0 {
+        for iface in &mut interfaces {
+            iface.name = format!("{}{instance}", iface.name);
+            iface.guid = None;
+        }
+    }
+    Fragment {
+        device: config.device,
+        interfaces,
+        associations: config.associations,
     }
 }
 
@@ -690,11 +668,14 @@ mod tests {
             o.set("isoc_interval", "0"),
             Err(OptionError::Value { .. })
         ));
-        assert!(matches!(o.set("nope", "1"), Err(OptionError::Unknown(_))));
         assert!(matches!(
-            o.apply_list("isoc_mult"),
-            Err(OptionError::Syntax(_))
+            o.set("nope", "1"),
+            Err(OptionError::Unknown { .. })
         ));
+        assert!(
+            matches!(o.apply_list("isoc_mult"), Err(OptionError::Value { .. })),
+            "a bare key is key=true, not a number"
+        );
         assert_eq!(o, Options::default(), "failed sets change nothing");
         o.apply_list("pattern=1, qlen=4,").expect("valid");
         assert_eq!((o.pattern, o.qlen), (Pattern::Mod63, 4));

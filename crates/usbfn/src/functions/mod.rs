@@ -1,3 +1,21 @@
-//! Ready-made USB functions, written only against the public service API.
+//! Ready-made USB functions, written only against the public service API
+//! ([`crate::ServiceApi`]), so each runs in-process, as a service process under the daemon,
+//! and on every bus and backend.
+//!
+//! ```text
+//!   --function KIND,k=v  /  [function] kind = ...      (registry: Function::parse)
+//!          │
+//!          ▼
+//!   Function ──fragment()──▶ Fragment ──compose()──▶ DeviceConfig ──▶ Controller / FfsDevice
+//!          │
+//!          └──start(interfaces)──▶ the function's service task, on ServiceApi
+//! ```
 
+mod compose;
 pub mod gadget_zero;
+mod options;
+mod registry;
+
+pub use compose::{COMPOSITE_PRODUCT_ID, COMPOSITE_VENDOR_ID, Fragment, compose, default_device};
+pub use options::{FunctionOptions, OptionError, flag, number};
+pub use registry::{Function, KINDS, StartError, device_config, instances, start_all};

@@ -1,0 +1,245 @@
+//! The registry of ready functions: every built-in function by name, so that `usbfn serve
+//! --function KIND[,key=value...]`, a device file's `[function]`, `--udc` and the daemon's
+//! in-process services reach all of them the same way. Adding a function is a module, a
+//! variant of [`Function`] and one arm in each `match` below.
+
+use tokio::task::JoinHandle;
+use usbfn_core::config::DeviceConfig;
+
+use super::compose::{Fragment, compose};
+use super::gadget_zero;
+use super::options::{FunctionOptions, OptionError};
+use crate::ServiceApi;
+
+/// The names of the built-in functions, as `--function` takes them.
+pub const KINDS: &str = "gadget-zero";
+
+/// A built-in function with its options.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Function {
+    /// Gadget Zero (`gadget-zero`): the kernel's source/sink test function.
+    GadgetZero(gadget_zero::Options),
+}
+
+/// A function that could not start: its device-side end (a file, a terminal, a FIFO) or the
+/// interfaces it was given.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The device side could not be set up.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, naming the path.
+        what: String,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// A setting or a file's content is not usable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The caller opened a different number of interfaces than the function has.
+    #[error("{kind} needs {needed} interface(s), {given} were opened")]
+    Interfaces {
+        /// The function.
+        kind: &'static str,
+        /// Its interface count.
+        needed: usize,
+        /// How many were given.
+        given: usize,
+    },
+}
+
+impl Function {
+    /// `kind` or `kind,key=value,...` (a bare `key` is `key=true`).
+    pub fn parse(spec: &str) -> Result<Function, OptionError> {
+        let (kind, list) = spec.split_once(',').unwrap_or((spec, ""));
+        let mut function = Function::with_options(kind, &[])?;
+        function.options_mut().apply_list(list)?;
+        Ok(function)
+    }
+
+    /// `kind` with `options` set in order.
+    pub fn with_options(kind: &str, options: &[(String, String)]) -> Result<Function, OptionError> {
+        let mut function = match kind.trim() {
+            "gadget-zero" => Function::GadgetZero(gadget_zero::Options::default()),
+            other => {
+                return Err(OptionError::Kind {
+                    given: other.to_owned(),
+                    known: KINDS,
+                });
+            }
+        };
+        for (key, value) in options {
+            function.options_mut().set(key, value)?;
+        }
+        Ok(function)
+    }
+
+    fn options_mut(&mut self) -> &mut dyn FunctionOptions {
+        match self {
+            Function::GadgetZero(o) => o,
+        }
+    }
+
+    /// The function's name, as `--function` takes it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Function::GadgetZero(_) => "gadget-zero",
+        }
+    }
+
+    /// What the function's `instance`-th copy (counted per kind, from 0) adds to a device.
+    pub fn fragment(&self, instance: usize) -> Fragment {
+        match self {
+            Function::GadgetZero(o) => gadget_zero::fragment(o, instance),
+        }
+    }
+
+    /// Prepare the device side and spawn the function's service on `interfaces`, opened by
+    /// the caller in the order of [`Function::fragment`]'s interfaces. Must be called within
+    /// a tokio runtime.
+    pub fn start<S: ServiceApi>(
+        self,
+        instance: usize,
+        interfaces: Vec<S>,
+    ) -> Result<JoinHandle<()>, StartError> {
+        let needed = self.fragment(instance).interfaces.len();
+        if interfaces.len() != needed {
+            return Err(StartError::Interfaces {
+                kind: self.kind(),
+                needed,
+                given: interfaces.len(),
+            });
+        }
+        let kind = self.kind();
+        let mut interfaces = interfaces.into_iter();
+        let service = match (self, interfaces.next()) {
+            (Function::GadgetZero(o), Some(iface)) => gadget_zero::run(iface, o),
+            (_, None) => {
+                return Err(StartError::Interfaces {
+                    kind,
+                    needed,
+                    given: 0,
+                });
+            }
+        };
+        Ok(tokio::spawn(async move {
+            match service.await {
+                Ok(()) => tracing::info!(function = kind, "function ended"),
+                Err(e) => tracing::error!(function = kind, error = %e, "function stopped"),
+            }
+        }))
+    }
+}
+
+impl FunctionOptions for Function {
+    fn set(&mut self, key: &str, value: &str) -> Result<(), OptionError> {
+        self.options_mut().set(key, value)
+    }
+}
+
+/// The per-kind instance number of each function (`acm`, `msc`, `acm` → 0, 0, 1).
+pub fn instances(functions: &[Function]) -> Vec<usize> {
+    let mut seen: Vec<&'static str> = Vec::new();
+    functions
+        .iter()
+        .map(|f| {
+            let n = seen.iter().filter(|k| **k == f.kind()).count();
+            seen.push(f.kind());
+            n
+        })
+        .collect()
+}
+
+/// The device `functions` make: one function's own device, or a composite of several
+/// ([`compose`]).
+pub fn device_config(functions: &[Function]) -> DeviceConfig {
+    compose(
+        functions
+            .iter()
+            .zip(instances(functions))
+            .map(|(f, n)| f.fragment(n))
+            .collect(),
+    )
+}
+
+/// Open each function's interfaces with `open` (by name) and start it; the handles in
+/// order. Must be called within a tokio runtime.
+pub fn start_all<S, F, E>(functions: &[Function], mut open: F) -> Result<Vec<JoinHandle<()>>, E>
+where
+    S: ServiceApi,
+    F: FnMut(&str) -> Result<S, E>,
+    E: From<StartError>,
+{
+    let mut handles = Vec::new();
+    for (function, instance) in functions.iter().zip(instances(functions)) {
+        let interfaces = function
+            .fragment(instance)
+            .interfaces
+            .iter()
+            .map(|i| open(&i.name))
+            .collect::<Result<Vec<_>, E>>()?;
+        handles.push(function.clone().start(instance, interfaces)?);
+    }
+    Ok(handles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_errors() {
+        let f = Function::parse("gadget-zero,qlen=4,pattern=1").expect("valid");
+        let Function::GadgetZero(o) = &f;
+        assert_eq!((o.qlen, o.pattern), (4, gadget_zero::Pattern::Mod63));
+        assert!(matches!(
+            Function::parse("teapot"),
+            Err(OptionError::Kind { given, .. }) if given == "teapot"
+        ));
+        assert!(matches!(
+            Function::parse("gadget-zero,nope=1"),
+            Err(OptionError::Unknown { key, .. }) if key == "nope"
+        ));
+    }
+
+    #[test]
+    fn alone_a_function_keeps_its_own_device() {
+        let o = gadget_zero::Options::default();
+        assert_eq!(
+            device_config(&[Function::GadgetZero(o.clone())]),
+            gadget_zero::config_with(&o)
+        );
+    }
+
+    #[test]
+    fn composite_numbers_interfaces_and_endpoints() {
+        let gz = Function::GadgetZero(gadget_zero::Options::default());
+        let functions = [gz.clone(), gz];
+        assert_eq!(instances(&functions), vec![0, 1]);
+        let config = device_config(&functions);
+        assert_eq!(
+            (
+                config.device.class,
+                config.device.subclass,
+                config.device.protocol
+            ),
+            (0xef, 2, 1)
+        );
+        let names: Vec<_> = config.interfaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["source-sink", "source-sink1"]);
+        assert_eq!(
+            config
+                .interfaces
+                .iter()
+                .filter(|i| i.device_request_owner)
+                .count(),
+            1
+        );
+        let model = usbfn_core::DeviceModel::build(&config).expect("valid composite");
+        let mut addresses: Vec<u8> = model.pipes.iter().map(|p| p.address.0).collect();
+        let count = addresses.len();
+        addresses.sort_unstable();
+        addresses.dedup();
+        assert_eq!(addresses.len(), count, "every endpoint address is distinct");
+    }
+}
