@@ -21,7 +21,7 @@ repo="$(cd "$here/../.." && pwd)"
 build="${CONFORMANCE_BUILD_DIR:-$repo/build/conformance}"
 
 # Modules the guest scripts load; their dependencies are added automatically.
-MODULES=(configfs usb-common usbcore udc-core usbip-core vhci-hcd usbtest
+MODULES=(configfs usb-common usbcore udc-core usbip-core vhci-hcd usbtest cdc_ncm cdc_ether
   dummy_hcd libcomposite usb_f_ss_lb usb_f_fs usbip-vudc)
 
 log() { printf '==> %s\n' "$*" >&2; }

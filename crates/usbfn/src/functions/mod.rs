@@ -13,6 +13,7 @@
 
 mod compose;
 pub mod gadget_zero;
+pub mod ncm;
 mod options;
 mod registry;
 

@@ -7,18 +7,22 @@ use tokio::task::JoinHandle;
 use usbfn_core::config::DeviceConfig;
 
 use super::compose::{Fragment, compose};
-use super::gadget_zero;
 use super::options::{FunctionOptions, OptionError};
+use super::{gadget_zero, ncm};
 use crate::ServiceApi;
 
 /// The names of the built-in functions, as `--function` takes them.
-pub const KINDS: &str = "gadget-zero";
+pub const KINDS: &str = "gadget-zero, ncm, ecm";
 
 /// A built-in function with its options.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Function {
     /// Gadget Zero (`gadget-zero`): the kernel's source/sink test function.
     GadgetZero(gadget_zero::Options),
+    /// A CDC-NCM network adapter (`ncm`).
+    Ncm(ncm::Options),
+    /// A CDC-ECM network adapter (`ecm`).
+    Ecm(ncm::Options),
 }
 
 /// A function that could not start: its device-side end (a file, a terminal, a FIFO) or the
@@ -61,6 +65,8 @@ impl Function {
     pub fn with_options(kind: &str, options: &[(String, String)]) -> Result<Function, OptionError> {
         let mut function = match kind.trim() {
             "gadget-zero" => Function::GadgetZero(gadget_zero::Options::default()),
+            "ncm" => Function::Ncm(ncm::Options::new(ncm::Model::Ncm)),
+            "ecm" => Function::Ecm(ncm::Options::new(ncm::Model::Ecm)),
             other => {
                 return Err(OptionError::Kind {
                     given: other.to_owned(),
@@ -77,6 +83,7 @@ impl Function {
     fn options_mut(&mut self) -> &mut dyn FunctionOptions {
         match self {
             Function::GadgetZero(o) => o,
+            Function::Ncm(o) | Function::Ecm(o) => o,
         }
     }
 
@@ -84,6 +91,8 @@ impl Function {
     pub fn kind(&self) -> &'static str {
         match self {
             Function::GadgetZero(_) => "gadget-zero",
+            Function::Ncm(_) => "ncm",
+            Function::Ecm(_) => "ecm",
         }
     }
 
@@ -91,6 +100,7 @@ impl Function {
     pub fn fragment(&self, instance: usize) -> Fragment {
         match self {
             Function::GadgetZero(o) => gadget_zero::fragment(o, instance),
+            Function::Ncm(o) | Function::Ecm(o) => ncm::fragment(o, instance),
         }
     }
 
@@ -112,14 +122,23 @@ impl Function {
         }
         let kind = self.kind();
         let mut interfaces = interfaces.into_iter();
-        let service = match (self, interfaces.next()) {
-            (Function::GadgetZero(o), Some(iface)) => gadget_zero::run(iface, o),
-            (_, None) => {
-                return Err(StartError::Interfaces {
-                    kind,
-                    needed,
-                    given: 0,
-                });
+        let missing = StartError::Interfaces {
+            kind,
+            needed,
+            given: 0,
+        };
+        let service: std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), crate::Error>> + Send>,
+        > = match self {
+            Function::GadgetZero(o) => {
+                Box::pin(gadget_zero::run(interfaces.next().ok_or(missing)?, o))
+            }
+            Function::Ncm(o) | Function::Ecm(o) => {
+                let (Some(control), Some(data)) = (interfaces.next(), interfaces.next()) else {
+                    return Err(missing);
+                };
+                let (port, _network) = usbfn_net::start(o.network())?;
+                Box::pin(ncm::run(control, data, o, instance, port))
             }
         };
         Ok(tokio::spawn(async move {
@@ -190,7 +209,9 @@ mod tests {
     #[test]
     fn parse_and_errors() {
         let f = Function::parse("gadget-zero,qlen=4,pattern=1").expect("valid");
-        let Function::GadgetZero(o) = &f;
+        let Function::GadgetZero(o) = &f else {
+            panic!("gadget zero");
+        };
         assert_eq!((o.qlen, o.pattern), (4, gadget_zero::Pattern::Mod63));
         assert!(matches!(
             Function::parse("teapot"),
