@@ -13,6 +13,7 @@
 //! | `config_toml` | a device configuration file | [`config::run`] |
 //! | `descriptors` | descriptor bytes (GET_DESCRIPTOR answers, registry blobs) and setup packets | [`descriptors::run`] |
 //! | `ioctl_dispatch` | raw IOCTLs from a service into `Interface::ioctl`, with a host coming and going | [`ioctl::run`] |
+//! | `ntb_parser` | NCM transfer blocks a host sends on bulk OUT (format and block limit in the first two bytes) | [`ntb::run`] |
 //! | `ipc_frame` | frames on the daemon's IOCTL socket, from a service or from the daemon | [`ipc::frames`] |
 //!
 //! The harnesses check more than "no panic": decoded messages re-encode to themselves,
@@ -25,5 +26,6 @@ pub mod descriptors;
 pub mod ioctl;
 pub mod ipc;
 pub mod iso;
+pub mod ntb;
 pub mod seeds;
 pub mod usbip;

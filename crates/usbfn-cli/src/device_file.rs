@@ -346,6 +346,8 @@ pub(crate) enum ExampleKind {
     Composite,
     /// The built-in Gadget Zero, served in-process.
     GadgetZero,
+    /// The built-in CDC-NCM network adapter with its embedded network.
+    Ncm,
 }
 
 /// Every example, by kind.
@@ -365,6 +367,10 @@ pub(crate) const EXAMPLES: &[(ExampleKind, &str)] = &[
     (
         ExampleKind::GadgetZero,
         include_str!("../../../examples/devices/gadget-zero.toml"),
+    ),
+    (
+        ExampleKind::Ncm,
+        include_str!("../../../examples/devices/ncm.toml"),
     ),
 ];
 

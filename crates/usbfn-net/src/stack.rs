@@ -330,7 +330,12 @@ impl Stack {
                     Err(_) => break,
                 }
             }
-            if !socket.may_recv()
+            // The client closed its side (not: still connecting, where may_recv is false too).
+            let peer_closed = matches!(
+                socket.state(),
+                tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing
+            ) && !socket.can_recv();
+            if peer_closed
                 && matches!(conn, Conn::Head(_) | Conn::Sink { .. })
                 && let Some(Finished::Sunk { bytes, .. }) = conn.receive_fin(now)
             {

@@ -178,7 +178,7 @@ if [ "$NET_BENCH" = 1 ]; then
     done
     for model in $NET_MODELS; do
       eval "d=\$DOWN_$model u=\$UP_$model p=\$P50_$model"
-      say "net-bench: $model TCP download $d MB/s vs raw bulk IN (usbtest 28) $RAW_28 MB/s ($(awk -v a="$d" -v b="$RAW_28" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }')x); upload $u MB/s vs raw bulk OUT (usbtest 27) $RAW_27 MB/s ($(awk -v a="$u" -v b="$RAW_27" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }')x); ping p50 $p ms"
+      say "net-bench: $model TCP download $d MB/s vs raw bulk IN (usbtest 28) $RAW_28 MB/s ($(awk -v a="$d" -v b="$RAW_28" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')x); upload $u MB/s vs raw bulk OUT (usbtest 27) $RAW_27 MB/s ($(awk -v a="$u" -v b="$RAW_27" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')x); ping p50 $p ms"
     done
   else
     say "net-bench: Gadget Zero did not bind"
