@@ -19,9 +19,9 @@ use crate::dhcp::{DhcpConfig, DhcpServer};
 use crate::http::{Conn, Finished};
 use crate::{EmbeddedConfig, LinkStats, MAX_FRAME, NetError};
 
-/// Frames the stack may queue for the host before it stops producing (smoltcp retries at the
-/// next poll, TCP's window does the rest).
-const TX_QUEUE: usize = 256;
+/// Frames the stack may queue for the host before it stops producing (smoltcp keeps the rest
+/// in its socket buffers and sends them at a later poll; see `QUEUE_FRAMES_TO_HOST`).
+const TX_QUEUE: usize = 16;
 /// Frames taken from the host's queue per poll.
 const RX_BATCH: usize = 128;
 /// DHCP datagrams buffered.

@@ -123,7 +123,16 @@ run_model() { # MODEL
   fi
   eval "DOWN_$model=$(mbps "$NET_BYTES" "$down_s")"
 
-  dd if=/dev/zero of=/tmp/post.bin bs=1048576 count=$((NET_BYTES / 1048576)) 2>/dev/null
+  if [ "${NET_DIAG:-0}" = 1 ]; then
+    grep Tcp: /proc/net/snmp
+    grep TcpExt: /proc/net/netstat | tr ' ' '\n' | paste - - 2>/dev/null | head -0
+    awk '/TcpExt:/ { if (!h) { split($0, k); h = 1 } else { for (i = 2; i <= NF; i++) if ($i != 0) printf "%s=%s ", k[i], $i; print "" } }' /proc/net/netstat
+    ip -s link show "$ifc"
+    wget -q -O - "http://$DEV/stats"
+    dmesg | grep -iE 'cdc|usbnet|usb0|vhci' | tail -10
+  fi
+  # busybox wget sends a --post-file with Content-Length = strlen(contents): no NUL bytes.
+  dd if=/dev/zero bs=1048576 count=$((NET_BYTES / 1048576)) 2>/dev/null | tr '\000' 'u' >/tmp/post.bin
   local size reply counted micros
   size=$(stat -c %s /tmp/post.bin)
   t0=$(now)
