@@ -222,15 +222,24 @@ impl Stack {
                     .unwrap_or(Duration::from_secs(1))
             };
             let blocked = !self.queues.tx.is_empty();
+            if delay.is_zero() && !blocked {
+                // smoltcp has more to do right away: yield (a task that never returns
+                // Pending starves the USB side on a current-thread runtime), take what the
+                // host sent meanwhile, and poll again.
+                tokio::task::yield_now().await;
+                if !self.take_from_host(&mut from_host) {
+                    return;
+                }
+                continue;
+            }
+            // Blocked on the host side's queue: wait for room or for a frame, not for a timer
+            // that is already due (smoltcp cannot send until there is room).
             tokio::select! {
                 frame = from_host.recv() => match frame {
                     Some(f) => {
                         self.queues.rx.push_back(f);
-                        while self.queues.rx.len() < RX_BATCH {
-                            match from_host.try_recv() {
-                                Ok(f) => self.queues.rx.push_back(f),
-                                Err(_) => break,
-                            }
+                        if !self.take_from_host(&mut from_host) {
+                            return;
                         }
                     }
                     None => {
@@ -248,9 +257,21 @@ impl Stack {
                     Err(_) => return,
                 },
                 _ = tokio::time::sleep(delay), if !delay.is_zero() => {}
-                _ = std::future::ready(()), if delay.is_zero() => {}
             }
         }
+    }
+
+    /// Move what is waiting in the host's queue into the stack's (up to [`RX_BATCH`]);
+    /// false when the USB function is gone.
+    fn take_from_host(&mut self, from_host: &mut mpsc::Receiver<Bytes>) -> bool {
+        while self.queues.rx.len() < RX_BATCH {
+            match from_host.try_recv() {
+                Ok(f) => self.queues.rx.push_back(f),
+                Err(mpsc::error::TryRecvError::Empty) => return true,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
     }
 
     /// One round: frames in, servers served, frames out (several egress passes: smoltcp

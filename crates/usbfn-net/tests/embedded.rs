@@ -167,7 +167,7 @@ async fn dhcp_ping_download_and_upload() {
     }
 
     // Download.
-    const N: usize = 300_000;
+    const N: usize = 3_000_000;
     let tcp_socket = tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0; 65536]),
         tcp::SocketBuffer::new(vec![0; 65536]),
