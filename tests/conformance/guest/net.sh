@@ -13,7 +13,10 @@
 #
 # Knobs (run-guest.sh --env KEY=VALUE): NET_MODELS ("ncm ecm"), NET_BYTES (16777216),
 # NET_SHA256 (sha256 of the /bytes/NET_BYTES body; required), PING_COUNT (100),
-# PING_INTERVAL (0.02), NET_BENCH (1: run usbtest 27/28), BENCH_ITERATIONS (200).
+# PING_INTERVAL (0.02), NET_BENCH (1: run usbtest 27/28), BENCH_ITERATIONS (200),
+# NET_SPEED (super: what `usbfn serve --speed` exports, for the adapters and the raw bulk
+# baseline alike; usbnet keeps 5x more rx URBs queued at SuperSpeed than at high speed),
+# NET_DIAG (0; 1 prints the guest's TCP counters and the device's /stats after the download).
 . /lib/conformance/lib.sh
 conformance_setup
 
@@ -69,7 +72,7 @@ stat_of() { # NAME: a counter from the device's /stats
 run_model() { # MODEL
   local model=$1 driver ifc addr t0 t1 got loss p50 count
   case "$model" in ncm) driver=cdc_ncm ;; *) driver=cdc_ether ;; esac
-  RUST_LOG=info usbfn serve --function "$model" >"/tmp/usbfn-$model.log" 2>&1 &
+  RUST_LOG=info usbfn serve --speed "${NET_SPEED:-super}" --function "$model" >"/tmp/usbfn-$model.log" 2>&1 &
   USBFN_PID=$!
   if ! usbip_attach_local 1-1 10; then
     fail "$model bind (usbip attach failed)"
@@ -172,7 +175,7 @@ for model in $NET_MODELS; do run_model "$model"; done
 say "net checks took $(awk -v a="$t_start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }') s of guest time"
 
 if [ "$NET_BENCH" = 1 ]; then
-  usbfn serve --function gadget-zero >/tmp/usbfn-gz.log 2>&1 &
+  usbfn serve --speed "${NET_SPEED:-super}" --function gadget-zero >/tmp/usbfn-gz.log 2>&1 &
   USBFN_PID=$!
   if usbip_attach_local 1-1 10 && wait_usbtest_bound 10; then
     usbtest-driver --device 0525:a4a0 --label net-bench-warmup --cases 27,28 \
