@@ -72,7 +72,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
             max_datagrams: 0,
         });
         for len in [60usize, 1514, 99] {
-            let frame: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let frame: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).unwrap_or(0)).collect();
             b.push(&frame);
         }
         let mut seed = vec![mode, 64];

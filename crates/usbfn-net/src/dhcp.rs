@@ -288,6 +288,7 @@ impl DhcpServer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

@@ -314,6 +314,7 @@ fn route(head: &str, stats: &dyn Fn() -> String) -> Conn {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

@@ -114,3 +114,19 @@ pub(crate) fn start(
         tracing::info!(interface = %name, "TAP network down");
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bad_interface_names_are_refused_before_any_system_call() {
+        for name in ["", "much-too-long-name", "bad/name", "sp ace"] {
+            let (_tx, rx) = mpsc::channel(1);
+            let (tx2, _rx2) = mpsc::channel(1);
+            let err = start(name, rx, tx2, Arc::default()).expect_err("refused");
+            assert!(matches!(err, TapError::Open { .. }), "{name:?}: {err}");
+            assert!(err.to_string().contains("1 to 15 characters"), "{err}");
+        }
+    }
+}

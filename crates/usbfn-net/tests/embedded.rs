@@ -3,6 +3,8 @@
 //! It gets an address by DHCP (smoltcp's DHCP client), pings, downloads `/bytes/N` and
 //! checks the pattern, and posts a body that `/stats` counts.
 
+#![allow(clippy::cast_possible_truncation)]
+
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::Duration;

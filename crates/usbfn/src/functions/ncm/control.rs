@@ -160,7 +160,7 @@ impl Link {
                 Answer::Ack
             }
             (SET_ETHERNET_MULTICAST_FILTERS, false) => {
-                if usize::from(w_length) > MAX_FILTER_BYTES || w_length % 6 != 0 {
+                if usize::from(w_length) > MAX_FILTER_BYTES || !w_length.is_multiple_of(6) {
                     Answer::Stall
                 } else if w_length == 0 {
                     Answer::Ack

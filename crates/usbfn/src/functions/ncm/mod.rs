@@ -438,4 +438,5 @@ impl From<usbfn_net::NetError> for super::StartError {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests;

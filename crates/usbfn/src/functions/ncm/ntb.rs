@@ -176,7 +176,10 @@ pub fn parse(
         NtbFormat::Ntb32 => (16, 8, 32),
     };
     loop {
-        if ndp < nth_len || ndp % 4 != 0 || ndp.checked_add(ndp_header).is_none_or(|e| e > block) {
+        if ndp < nth_len
+            || !ndp.is_multiple_of(4)
+            || ndp.checked_add(ndp_header).is_none_or(|e| e > block)
+        {
             return Err(NtbError::NdpIndex(ndp));
         }
         if visited.contains(&ndp) || visited.len() >= MAX_NDPS {
@@ -194,7 +197,7 @@ pub fn parse(
         }
         let crc = sig == NDP16_CRC_SIGNATURE || sig == NDP32_CRC_SIGNATURE;
         let len = u16_at(block_bytes, ndp + 4).ok_or(bad("truncated"))?;
-        if len < min_ndp_len || len % 4 != 0 || ndp + len > block {
+        if len < min_ndp_len || !len.is_multiple_of(4) || ndp + len > block {
             return Err(bad("wLength too short, unaligned or past the block"));
         }
         let next = match format {
@@ -382,6 +385,7 @@ impl NtbBuilder {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 
