@@ -14,16 +14,15 @@ use crate::{LinkStats, MAX_FRAME};
 pub enum TapError {
     /// No permission: the process lacks CAP_NET_ADMIN.
     #[error(
-        "cannot open TAP interface {name:?}: {source} (net=tap needs CAP_NET_ADMIN: run as root, \
+        "cannot open TAP interface {name:?}: {error} (net=tap needs CAP_NET_ADMIN: run as root, \
          `sudo setcap cap_net_admin+ep $(which usbfn)`, or create it first with \
          `ip tuntap add dev {name} mode tap user $USER`; net=embedded needs no privileges)"
     )]
     Permission {
         /// The interface.
         name: String,
-        /// What the kernel said.
-        #[source]
-        source: std::io::Error,
+        /// What the kernel said (in the message, so not a `source`).
+        error: std::io::Error,
     },
     /// Any other failure (no /dev/net/tun, a bad name, ...).
     #[error("cannot open TAP interface {name:?}: {message}")]
@@ -63,7 +62,7 @@ pub(crate) fn start(
         tun::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
             TapError::Permission {
                 name: name.to_owned(),
-                source: io,
+                error: io,
             }
         }
         other => TapError::Open {
