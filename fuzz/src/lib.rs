@@ -15,6 +15,7 @@
 //! | `ioctl_dispatch` | raw IOCTLs from a service into `Interface::ioctl`, with a host coming and going | [`ioctl::run`] |
 //! | `msc_bot` | a LUN's flags, then CBWs (CBW, SCSI CDB, BOT case table) | [`msc::run`] |
 //! | `audio` | a WAV file, or a script of AudioControl class requests | [`audio::run`] |
+//! | `ntb_parser` | NCM transfer blocks a host sends on bulk OUT (format and block limit in the first two bytes) | [`ntb::run`] |
 //! | `ipc_frame` | frames on the daemon's IOCTL socket, from a service or from the daemon | [`ipc::frames`] |
 //!
 //! The harnesses check more than "no panic": decoded messages re-encode to themselves,
@@ -29,5 +30,6 @@ pub mod ioctl;
 pub mod ipc;
 pub mod iso;
 pub mod msc;
+pub mod ntb;
 pub mod seeds;
 pub mod usbip;

@@ -31,6 +31,7 @@ pub fn all() -> Vec<(&'static str, Vec<Seed>)> {
         ("descriptors", descriptors()),
         ("ipc_frame", ipc_frame()),
         ("ioctl_dispatch", ioctl_dispatch()),
+        ("ntb_parser", crate::ntb::seeds()),
         ("msc_bot", msc_bot()),
     ]
 }

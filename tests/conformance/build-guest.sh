@@ -29,7 +29,9 @@ MODULES=(configfs usb-common usbcore udc-core usbip-core vhci-hcd usbtest
   # audio (guest/audio.sh)
   snd-usb-audio
   # the host controllers QEMU emulates for usbredir (tests/conformance/usbredir.sh)
-  ehci-hcd ehci-pci xhci-hcd xhci-pci)
+  ehci-hcd ehci-pci xhci-hcd xhci-pci
+  # network adapters (guest/net.sh)
+  cdc_ncm cdc_ether)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build-guest: error: %s\n' "$*" >&2; exit 1; }

@@ -104,6 +104,20 @@ if [ "${AUDIO_CONFORMANCE:-1}" = 1 ]; then
           exit (f == 0 && p == need) ? 0 : 1 }' "$build/audio.log" ||
     audio_rc=$((audio_rc == 0 ? 1 : audio_rc))
 fi
+# The network adapters (issue 17): cdc_ncm and cdc_ether against `usbfn serve --function
+# ncm|ecm` with the embedded stack (DHCP, ping, wget checksum, POST count), and the NCM TCP
+# throughput next to usbtest 27/28 in the same boot. check-net.py fails the suite on any
+# failed check line.
+net_rc=0
+if [ "${NET_CONFORMANCE:-1}" = 1 ]; then
+  echo "==> booting the guest: network adapters (cdc_ncm, cdc_ether; udhcpc, ping, wget)"
+  net_bytes=16777216
+  net_sha=$(python3 -c "import hashlib; n=$net_bytes; print(hashlib.sha256((bytes(range(251))*(n//251+1))[:n]).hexdigest())")
+  "$here/run-guest.sh" --quiet --timeout 600 --log "$build/net.log" \
+    --env "NET_BYTES=$net_bytes" --env "NET_SHA256=$net_sha" "$@" \
+    "$here/guest/net.sh" "$usbfn" || net_rc=$?
+  python3 "$here/check-net.py" "$build/net.log" || net_rc=$((net_rc == 0 ? 1 : net_rc))
+fi
 ffs_rc=0
 ffs_cmp=0
 if [ "${FFS_ROUNDS:-1}" != 0 ]; then
@@ -137,6 +151,10 @@ if [ "$msc_rc" -ne 0 ]; then
 fi
 if [ "$audio_rc" -ne 0 ]; then
   echo "the audio run failed (exit $audio_rc, log $build/audio.log)"
+  exit 1
+fi
+if [ "$net_rc" -ne 0 ]; then
+  echo "the network adapter run failed (exit $net_rc, log $build/net.log)"
   exit 1
 fi
 if [ "$ffs_rc" -ne 0 ]; then

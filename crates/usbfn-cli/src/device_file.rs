@@ -357,6 +357,8 @@ pub(crate) enum ExampleKind {
     GadgetZero,
     /// The built-in mass-storage function with two LUNs.
     Msc,
+    /// The built-in CDC-NCM network adapter with its embedded network.
+    Ncm,
 }
 
 /// Every example, by kind.
@@ -380,6 +382,10 @@ pub(crate) const EXAMPLES: &[(ExampleKind, &str)] = &[
     (
         ExampleKind::Msc,
         include_str!("../../../examples/devices/msc.toml"),
+    ),
+    (
+        ExampleKind::Ncm,
+        include_str!("../../../examples/devices/ncm.toml"),
     ),
 ];
 

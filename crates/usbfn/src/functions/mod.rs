@@ -15,6 +15,7 @@ pub mod audio;
 mod compose;
 pub mod gadget_zero;
 pub mod msc;
+pub mod ncm;
 mod options;
 mod registry;
 

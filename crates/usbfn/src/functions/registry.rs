@@ -8,11 +8,11 @@ use usbfn_core::config::DeviceConfig;
 
 use super::compose::{Fragment, compose};
 use super::options::{FunctionOptions, OptionError};
-use super::{audio, gadget_zero, msc};
+use super::{audio, gadget_zero, msc, ncm};
 use crate::ServiceApi;
 
 /// The names of the built-in functions, as `--function` takes them.
-pub const KINDS: &str = "gadget-zero, msc, audio";
+pub const KINDS: &str = "gadget-zero, msc, audio, ncm, ecm";
 
 /// A function's service, running.
 type ServiceFuture =
@@ -27,6 +27,10 @@ pub enum Function {
     Msc(msc::Options),
     /// USB Audio Class 2.0 (`audio`): a microphone and a speaker.
     Audio(audio::Options),
+    /// A CDC-NCM network adapter (`ncm`).
+    Ncm(ncm::Options),
+    /// A CDC-ECM network adapter (`ecm`).
+    Ecm(ncm::Options),
 }
 
 /// A function that could not start: its device-side end (a file, a terminal, a FIFO) or the
@@ -71,6 +75,8 @@ impl Function {
             "gadget-zero" => Function::GadgetZero(gadget_zero::Options::default()),
             "msc" => Function::Msc(msc::Options::default()),
             "audio" => Function::Audio(audio::Options::default()),
+            "ncm" => Function::Ncm(ncm::Options::new(ncm::Model::Ncm)),
+            "ecm" => Function::Ecm(ncm::Options::new(ncm::Model::Ecm)),
             other => {
                 return Err(OptionError::Kind {
                     given: other.to_owned(),
@@ -89,6 +95,7 @@ impl Function {
             Function::GadgetZero(o) => o,
             Function::Msc(o) => o,
             Function::Audio(o) => o,
+            Function::Ncm(o) | Function::Ecm(o) => o,
         }
     }
 
@@ -98,6 +105,8 @@ impl Function {
             Function::GadgetZero(_) => "gadget-zero",
             Function::Msc(_) => "msc",
             Function::Audio(_) => "audio",
+            Function::Ncm(_) => "ncm",
+            Function::Ecm(_) => "ecm",
         }
     }
 
@@ -107,6 +116,7 @@ impl Function {
             Function::GadgetZero(o) => gadget_zero::fragment(o, instance),
             Function::Msc(o) => msc::fragment(o, instance),
             Function::Audio(o) => audio::fragment(o, instance),
+            Function::Ncm(o) | Function::Ecm(o) => ncm::fragment(o, instance),
         }
     }
 
@@ -128,24 +138,35 @@ impl Function {
         }
         let kind = self.kind();
         let mut interfaces = interfaces.into_iter();
-        let service: ServiceFuture = match (self, interfaces.next()) {
-            (Function::GadgetZero(o), Some(iface)) => Box::pin(gadget_zero::run(iface, o)),
-            (Function::Msc(o), Some(iface)) => {
+        let missing = StartError::Interfaces {
+            kind,
+            needed,
+            given: 0,
+        };
+        let service: ServiceFuture = match self {
+            Function::GadgetZero(o) => {
+                Box::pin(gadget_zero::run(interfaces.next().ok_or(missing)?, o))
+            }
+            Function::Msc(o) => {
+                let iface = interfaces.next().ok_or(missing)?;
                 let prepared =
                     msc::prepare(&o, instance).map_err(|e| StartError::Invalid(e.to_string()))?;
                 Box::pin(msc::run(iface, prepared))
             }
-            (Function::Audio(o), Some(first)) => {
+            Function::Audio(o) => {
                 let prepared = audio::prepare(o)?;
-                let all = std::iter::once(first).chain(interfaces).collect();
+                let all: Vec<S> = interfaces.collect();
+                if all.is_empty() {
+                    return Err(missing);
+                }
                 Box::pin(audio::run(all, prepared))
             }
-            (_, None) => {
-                return Err(StartError::Interfaces {
-                    kind,
-                    needed,
-                    given: 0,
-                });
+            Function::Ncm(o) | Function::Ecm(o) => {
+                let (Some(control), Some(data)) = (interfaces.next(), interfaces.next()) else {
+                    return Err(missing);
+                };
+                let (port, _network) = usbfn_net::start(o.network())?;
+                Box::pin(ncm::run(control, data, o, instance, port))
             }
         };
         Ok(tokio::spawn(async move {
