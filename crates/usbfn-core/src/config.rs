@@ -412,6 +412,19 @@ impl DeviceConfig {
     }
 }
 
+/// Bytes as the hex text `class_descriptors` and `descriptor` take (`05 24 06 00 01`).
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The bytes of hex text as `class_descriptors` and `descriptor` take it (whitespace, commas
+/// or colons between bytes; `0x` prefixes allowed).
+pub use crate::model::parse_hex;
+
 #[cfg(test)]
 mod tests {
     use super::*;

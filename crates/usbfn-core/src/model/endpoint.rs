@@ -262,7 +262,7 @@ fn check_interval(
 }
 
 /// Parse hex bytes, ignoring whitespace, `:`, `,` and `0x` prefixes.
-pub(crate) fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     for token in text.split(|c: char| c.is_whitespace() || c == ',' || c == ':') {
         let token = token

@@ -15,6 +15,8 @@ use crate::types::{BusSpeed, FunctionId, PipeId};
 mod build;
 mod endpoint;
 
+pub use endpoint::parse_hex;
+
 pub use endpoint::default_max_packet;
 pub(crate) use endpoint::{check_descriptor_chain, endpoint_for_registry};
 

@@ -3,7 +3,8 @@
 //! function's interface association), as the kernel's composite framework builds them.
 
 use usbfn_core::config::{
-    AssociationSection, DeviceConfig, DeviceSection, DirectionName, InterfaceSection,
+    AssociationSection, DeviceConfig, DeviceSection, DirectionName, InterfaceSection, parse_hex,
+    to_hex,
 };
 
 /// What one function instance contributes to a device.
@@ -33,7 +34,11 @@ pub fn compose(fragments: Vec<Fragment>) -> DeviceConfig {
     let mut interfaces = Vec::new();
     let mut associations = Vec::new();
     let mut owner_taken = false;
+    // Interfaces of the fragments before this one: its first interface number, since the
+    // composite numbers every interface in order.
+    let mut base: u8 = 0;
     for fragment in fragments {
+        let count = fragment.interfaces.len();
         device = Some(match device {
             None => fragment.device.clone(),
             Some(mut d) => {
@@ -64,10 +69,15 @@ pub fn compose(fragments: Vec<Fragment>) -> DeviceConfig {
                     iface.device_request_owner = !owner_taken;
                     owner_taken = true;
                 }
+                if base > 0 {
+                    renumber_cdc(&mut iface, base);
+                }
             }
             interfaces.push(iface);
         }
         associations.extend(fragment.associations);
+        // Saturates on purpose: past 255 interfaces DeviceModel::build refuses the device.
+        base = base.saturating_add(u8::try_from(count).unwrap_or(u8::MAX));
     }
     let mut device = device.unwrap_or_else(default_device);
     if !single {
@@ -86,6 +96,45 @@ pub fn compose(fragments: Vec<Fragment>) -> DeviceConfig {
         interfaces,
         associations,
         control: Default::default(),
+    }
+}
+
+/// A function describes itself as if alone, its interfaces numbered from 0; in a composite
+/// its first interface is `base`. The CDC functional descriptors of a communications
+/// interface (class 2) name interfaces by number — Union (subtype 6: the control and
+/// subordinate interfaces) and Call Management (subtype 1: the data interface) — so those
+/// numbers move by `base` too. Text that is not valid hex is left for DeviceModel::build to
+/// report.
+fn renumber_cdc(iface: &mut InterfaceSection, base: u8) {
+    const CS_INTERFACE: u8 = 0x24;
+    let patch = |class: Option<u8>, text: &mut Option<String>| {
+        let Some(bytes) = text.as_deref().filter(|_| class == Some(2)).map(parse_hex) else {
+            return;
+        };
+        let Ok(mut bytes) = bytes else { return };
+        let mut at = 0;
+        while let Some(&len) = bytes.get(at) {
+            let len = usize::from(len);
+            if len < 2 || at + len > bytes.len() {
+                break;
+            }
+            if bytes[at + 1] == CS_INTERFACE && len >= 3 {
+                let numbers = match bytes[at + 2] {
+                    0x06 => 3..len,           // Union: bControlInterface, bSubordinateInterface0..
+                    0x01 if len >= 5 => 4..5, // Call Management: bDataInterface
+                    _ => 0..0,
+                };
+                for i in numbers {
+                    bytes[at + i] = bytes[at + i].saturating_add(base);
+                }
+            }
+            at += len;
+        }
+        *text = Some(to_hex(&bytes));
+    };
+    patch(iface.class, &mut iface.class_descriptors);
+    for alt in &mut iface.alternates {
+        patch(alt.class.or(iface.class), &mut alt.class_descriptors);
     }
 }
 

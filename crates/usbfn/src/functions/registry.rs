@@ -291,4 +291,32 @@ mod tests {
         addresses.dedup();
         assert_eq!(addresses.len(), count, "every endpoint address is distinct");
     }
+
+    #[test]
+    fn a_cdc_function_after_another_names_its_own_interfaces() {
+        let functions = [
+            Function::parse("gadget-zero").expect("valid"),
+            Function::parse("ncm").expect("valid"),
+        ];
+        let config = device_config(&functions);
+        let model = usbfn_core::DeviceModel::build(&config).expect("valid composite");
+        let control = model
+            .interfaces()
+            .iter()
+            .find(|i| i.alternates[0].class.0 == 2)
+            .expect("the NCM control interface");
+        assert_eq!(control.number, 1);
+        let cd = &control.alternates[0].class_descriptors;
+        let union = cd
+            .windows(5)
+            .find(|w| w[0] == 5 && w[1] == 0x24 && w[2] == 0x06)
+            .expect("a Union descriptor");
+        assert_eq!(
+            &union[3..],
+            [1, 2],
+            "bControlInterface 1, bSubordinateInterface 2"
+        );
+        let assoc = &model.configurations()[0].associations[0];
+        assert_eq!((assoc.first_interface, assoc.interface_count), (1, 2));
+    }
 }

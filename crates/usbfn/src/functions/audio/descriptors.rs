@@ -168,14 +168,7 @@ fn feature_unit(id: u8, source: u8, channels: u8) -> Vec<u8> {
     out
 }
 
-/// Bytes as the hex text a configuration's `class_descriptors` takes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub(crate) use usbfn_core::config::to_hex as hex;
 
 #[cfg(test)]
 mod tests {

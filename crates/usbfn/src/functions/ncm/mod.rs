@@ -287,13 +287,7 @@ pub const NOTIFY_IN: u8 = 0x82;
 /// wMaxPacketSize of the notification endpoint (a CONNECTION_SPEED_CHANGE in one packet).
 pub const NOTIFY_MAX_PACKET: u16 = 16;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+use usbfn_core::config::to_hex as hex;
 
 /// bmNetworkCapabilities of the NCM functional descriptor: packet filter, net address,
 /// max datagram size, 8-byte NTB input size.
