@@ -2,3 +2,4 @@
 
 pub mod acm;
 pub mod gadget_zero;
+pub mod hid;
