@@ -42,12 +42,22 @@ pub(crate) struct DeviceFile {
 pub(crate) enum Builtin {
     /// Gadget Zero.
     GadgetZero(gadget_zero::Options),
+    /// `acm[,pty=PATH]`: a CDC-ACM serial port.
+    Acm(usbfn::functions::acm::Options),
+    /// `hid-keyboard`, `hid-mouse`, `hid,report-descriptor=FILE` (`input=PATH`).
+    Hid(usbfn::functions::hid::Options),
 }
 
 impl Builtin {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Builtin::GadgetZero(_) => "gadget-zero",
+            Builtin::Acm(_) => "acm",
+            Builtin::Hid(o) => match o.kind {
+                usbfn::functions::hid::Kind::Keyboard => "hid-keyboard",
+                usbfn::functions::hid::Kind::Mouse => "hid-mouse",
+                usbfn::functions::hid::Kind::Generic(_) => "hid",
+            },
         }
     }
 }
@@ -268,8 +278,63 @@ pub(crate) fn builtin(at: &str, spec: &str, options: &toml::Table) -> Result<Bui
                 .map_err(|e| format!("{at}.{key} = {spec:?}: {}", option_error(at, &e)))?;
             Ok(Builtin::GadgetZero(o))
         }
+        kind @ ("acm" | "hid-keyboard" | "hid-mouse" | "hid") => {
+            use usbfn::functions::{acm, hid};
+            let mut pairs: Vec<(String, String)> = Vec::new();
+            for (name, value) in options {
+                let toml::Value::String(text) = value else {
+                    return Err(format!("{at}.{name} = {value}: a path (string) is expected"));
+                };
+                pairs.push((name.clone(), text.clone()));
+            }
+            for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let (k, v) = item
+                    .split_once('=')
+                    .ok_or_else(|| format!("{at}.{key} = {spec:?}: {item:?} is not key=value"))?;
+                pairs.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+            let path = |name: &str| {
+                pairs
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| std::path::PathBuf::from(v))
+            };
+            let known: &[&str] = match kind {
+                "acm" => &["pty"],
+                "hid" => &["input", "report-descriptor"],
+                _ => &["input"],
+            };
+            if let Some((k, _)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+                return Err(format!(
+                    "{at}: {kind} has no option {k:?} (options: {})",
+                    known.join(", ")
+                ));
+            }
+            Ok(match kind {
+                "acm" => Builtin::Acm(acm::Options { pty: path("pty") }),
+                _ => {
+                    let kind = match kind {
+                        "hid-keyboard" => hid::Kind::Keyboard,
+                        "hid-mouse" => hid::Kind::Mouse,
+                        _ => {
+                            let file = path("report-descriptor").ok_or_else(|| {
+                                format!("{at}: hid needs report-descriptor=FILE")
+                            })?;
+                            hid::Kind::Generic(
+                                hid::read_report_descriptor(&file).map_err(|e| e.to_string())?,
+                            )
+                        }
+                    };
+                    Builtin::Hid(hid::Options {
+                        kind,
+                        input: path("input"),
+                    })
+                }
+            })
+        }
         other => Err(format!(
-            "{at}.{key} = {other:?}: the built-in functions are \"gadget-zero\""
+            "{at}.{key} = {other:?}: the built-in functions are \"gadget-zero\", \"acm\", \"hid-keyboard\", \"hid-mouse\", \"hid\""
         )),
     }
 }
@@ -290,6 +355,8 @@ fn option_error(at: &str, e: &gadget_zero::OptionError) -> String {
 pub(crate) fn builtin_config(function: &Builtin) -> DeviceConfig {
     match function {
         Builtin::GadgetZero(options) => gadget_zero::config_with(options),
+        Builtin::Acm(_) => usbfn::functions::acm::config(),
+        Builtin::Hid(options) => usbfn::functions::hid::config(&options.kind),
     }
 }
 

@@ -79,10 +79,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.config.is_empty() {
         let mut options = toml::Table::new();
-        options.insert(
-            "pattern".into(),
-            toml::Value::Integer(i64::from(args.pattern)),
-        );
+        if args.function.starts_with("gadget-zero") {
+            options.insert(
+                "pattern".into(),
+                toml::Value::Integer(i64::from(args.pattern)),
+            );
+        }
         let function = device_file::builtin("--function", &args.function, &options)
             .map_err(anyhow::Error::msg)?;
         devices.push((
@@ -161,6 +163,17 @@ pub(crate) fn start_builtin(
                     tracing::error!(error = %e, "gadget zero stopped");
                 }
             });
+        }
+        Builtin::Acm(options) => {
+            use usbfn::functions::acm;
+            let side = acm::DeviceSide::open(options, 0).context("acm: making the pty")?;
+            let [c, d] = acm::interface_names(0);
+            acm::spawn(side, controller.open(&c)?, controller.open(&d)?);
+        }
+        Builtin::Hid(options) => {
+            use usbfn::functions::hid;
+            let side = hid::DeviceSide::open(options, 0).context("hid: making the input FIFO")?;
+            hid::spawn(side, controller.open(&hid::interface_name(0))?);
         }
     }
     Ok(controller)
