@@ -22,7 +22,8 @@ build="${CONFORMANCE_BUILD_DIR:-$repo/build/conformance}"
 
 # Modules the guest scripts load; their dependencies are added automatically.
 MODULES=(configfs usb-common usbcore udc-core usbip-core vhci-hcd usbtest
-  dummy_hcd libcomposite usb_f_ss_lb usb_f_fs usbip-vudc)
+  dummy_hcd libcomposite usb_f_ss_lb usb_f_fs usbip-vudc
+  cdc-acm usbhid hid-generic evdev usb_f_acm)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build-guest: error: %s\n' "$*" >&2; exit 1; }
