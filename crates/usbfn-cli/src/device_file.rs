@@ -283,7 +283,9 @@ pub(crate) fn builtin(at: &str, spec: &str, options: &toml::Table) -> Result<Bui
             let mut pairs: Vec<(String, String)> = Vec::new();
             for (name, value) in options {
                 let toml::Value::String(text) = value else {
-                    return Err(format!("{at}.{name} = {value}: a path (string) is expected"));
+                    return Err(format!(
+                        "{at}.{name} = {value}: a path (string) is expected"
+                    ));
                 };
                 pairs.push((name.clone(), text.clone()));
             }
@@ -318,9 +320,8 @@ pub(crate) fn builtin(at: &str, spec: &str, options: &toml::Table) -> Result<Bui
                         "hid-keyboard" => hid::Kind::Keyboard,
                         "hid-mouse" => hid::Kind::Mouse,
                         _ => {
-                            let file = path("report-descriptor").ok_or_else(|| {
-                                format!("{at}: hid needs report-descriptor=FILE")
-                            })?;
+                            let file = path("report-descriptor")
+                                .ok_or_else(|| format!("{at}: hid needs report-descriptor=FILE"))?;
                             hid::Kind::Generic(
                                 hid::read_report_descriptor(&file).map_err(|e| e.to_string())?,
                             )
