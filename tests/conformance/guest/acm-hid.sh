@@ -32,6 +32,8 @@ wait_file() { # PATH SECONDS
 }
 
 dmesg -n 1
+# Pseudo-terminals (the serial function's device side) need devpts.
+grep -q ' /dev/pts ' /proc/mounts || mount -t devpts -o ptmxmode=0666 devpts /dev/pts
 load_modules configfs usb-common usbcore udc-core usbip-core vhci-hcd libcomposite usbip-vudc \
   cdc-acm usbhid hid-generic evdev usb_f_acm || conformance_exit 10
 
