@@ -17,12 +17,16 @@
 //! | `audio` | a WAV file, or a script of AudioControl class requests | [`audio::run`] |
 //! | `ntb_parser` | NCM transfer blocks a host sends on bulk OUT (format and block limit in the first two bytes) | [`ntb::run`] |
 //! | `ipc_frame` | frames on the daemon's IOCTL socket, from a service or from the daemon | [`ipc::frames`] |
+//! | `cdc_request` | a setup packet to the ACM function and a SET_LINE_CODING data stage | [`classes::cdc_request`] |
+//! | `hid_request` | a setup packet to the HID function | [`classes::hid_request`] |
+//! | `hid_command` | a line of the HID function's input FIFO | [`classes::hid_command`] |
 //!
 //! The harnesses check more than "no panic": decoded messages re-encode to themselves,
 //! buffers stay within the configured limits, every URB and service transfer the device
 //! accepts completes exactly once, and generated descriptors parse back.
 
 pub mod audio;
+pub mod classes;
 pub mod config;
 pub mod core_ops;
 pub mod descriptors;

@@ -31,7 +31,9 @@ MODULES=(configfs usb-common usbcore udc-core usbip-core vhci-hcd usbtest
   # the host controllers QEMU emulates for usbredir (tests/conformance/usbredir.sh)
   ehci-hcd ehci-pci xhci-hcd xhci-pci
   # network adapters (guest/net.sh)
-  cdc_ncm cdc_ether)
+  cdc_ncm cdc_ether
+  # serial port and HID (guest/acm-hid.sh), and the kernel's usb_f_acm for the benchmark
+  cdc-acm usbhid hid-generic evdev usb_f_acm)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build-guest: error: %s\n' "$*" >&2; exit 1; }

@@ -118,6 +118,15 @@ if [ "${NET_CONFORMANCE:-1}" = 1 ]; then
     "$here/guest/net.sh" "$usbfn" || net_rc=$?
   python3 "$here/check-net.py" "$build/net.log" || net_rc=$((net_rc == 0 ? 1 : net_rc))
 fi
+# CDC-ACM and HID keyboard judged by cdc-acm, usbhid and hid-generic, and the ACM throughput
+# next to the kernel's usb_f_acm on usbip-vudc (acm-hid-check.sh: any FAIL line fails).
+acm_hid_rc=0
+if [ "${ACM_HID_CONFORMANCE:-1}" = 1 ]; then
+  echo "==> booting the guest: acm and hid-keyboard against cdc-acm, usbhid and hid-generic"
+  "$here/run-guest.sh" --quiet --timeout 600 --log "$build/acm-hid.log" "$@" \
+    "$here/guest/acm-hid.sh" "$usbfn" || acm_hid_rc=$?
+  "$here/acm-hid-check.sh" "$build/acm-hid.log" || acm_hid_rc=$((acm_hid_rc == 0 ? 1 : acm_hid_rc))
+fi
 ffs_rc=0
 ffs_cmp=0
 if [ "${FFS_ROUNDS:-1}" != 0 ]; then
@@ -155,6 +164,10 @@ if [ "$audio_rc" -ne 0 ]; then
 fi
 if [ "$net_rc" -ne 0 ]; then
   echo "the network adapter run failed (exit $net_rc, log $build/net.log)"
+  exit 1
+fi
+if [ "$acm_hid_rc" -ne 0 ]; then
+  echo "the acm/hid run failed (exit $acm_hid_rc, log $build/acm-hid.log)"
   exit 1
 fi
 if [ "$ffs_rc" -ne 0 ]; then

@@ -11,9 +11,11 @@
 //!          └──start(interfaces)──▶ the function's service task, on ServiceApi
 //! ```
 
+pub mod acm;
 pub mod audio;
 mod compose;
 pub mod gadget_zero;
+pub mod hid;
 pub mod msc;
 pub mod ncm;
 mod options;

@@ -8,11 +8,11 @@ use usbfn_core::config::DeviceConfig;
 
 use super::compose::{Fragment, compose};
 use super::options::{FunctionOptions, OptionError};
-use super::{audio, gadget_zero, msc, ncm};
+use super::{acm, audio, gadget_zero, hid, msc, ncm};
 use crate::ServiceApi;
 
 /// The names of the built-in functions, as `--function` takes them.
-pub const KINDS: &str = "gadget-zero, msc, audio, ncm, ecm";
+pub const KINDS: &str = "gadget-zero, acm, hid-keyboard, hid-mouse, hid, msc, audio, ncm, ecm";
 
 /// A function's service, running.
 type ServiceFuture =
@@ -23,6 +23,11 @@ type ServiceFuture =
 pub enum Function {
     /// Gadget Zero (`gadget-zero`): the kernel's source/sink test function.
     GadgetZero(gadget_zero::Options),
+    /// A CDC-ACM serial port (`acm`) with a pseudo-terminal as its device side.
+    Acm(acm::Options),
+    /// A HID (`hid-keyboard`, `hid-mouse`, or `hid` with any report descriptor) fed from a
+    /// FIFO.
+    Hid(hid::Options),
     /// Mass storage (`msc`): Bulk-Only Transport with SCSI, backed by image files.
     Msc(msc::Options),
     /// USB Audio Class 2.0 (`audio`): a microphone and a speaker.
@@ -73,6 +78,20 @@ impl Function {
     pub fn with_options(kind: &str, options: &[(String, String)]) -> Result<Function, OptionError> {
         let mut function = match kind.trim() {
             "gadget-zero" => Function::GadgetZero(gadget_zero::Options::default()),
+            "acm" => Function::Acm(acm::Options::default()),
+            "hid-keyboard" => Function::Hid(hid::Options {
+                kind: hid::Kind::Keyboard,
+                input: None,
+            }),
+            "hid-mouse" => Function::Hid(hid::Options {
+                kind: hid::Kind::Mouse,
+                input: None,
+            }),
+            // Until report-descriptor= is given the descriptor is empty: start refuses it.
+            "hid" => Function::Hid(hid::Options {
+                kind: hid::Kind::Generic(Vec::new()),
+                input: None,
+            }),
             "msc" => Function::Msc(msc::Options::default()),
             "audio" => Function::Audio(audio::Options::default()),
             "ncm" => Function::Ncm(ncm::Options::new(ncm::Model::Ncm)),
@@ -93,6 +112,8 @@ impl Function {
     fn options_mut(&mut self) -> &mut dyn FunctionOptions {
         match self {
             Function::GadgetZero(o) => o,
+            Function::Acm(o) => o,
+            Function::Hid(o) => o,
             Function::Msc(o) => o,
             Function::Audio(o) => o,
             Function::Ncm(o) | Function::Ecm(o) => o,
@@ -103,6 +124,12 @@ impl Function {
     pub fn kind(&self) -> &'static str {
         match self {
             Function::GadgetZero(_) => "gadget-zero",
+            Function::Acm(_) => "acm",
+            Function::Hid(o) => match o.kind {
+                hid::Kind::Keyboard => "hid-keyboard",
+                hid::Kind::Mouse => "hid-mouse",
+                hid::Kind::Generic(_) => "hid",
+            },
             Function::Msc(_) => "msc",
             Function::Audio(_) => "audio",
             Function::Ncm(_) => "ncm",
@@ -114,6 +141,17 @@ impl Function {
     pub fn fragment(&self, instance: usize) -> Fragment {
         match self {
             Function::GadgetZero(o) => gadget_zero::fragment(o, instance),
+            Function::Acm(_) => Fragment {
+                device: acm::device_section(),
+                // Numbered as if alone; compose moves them (and the CDC descriptors).
+                interfaces: acm::interfaces(instance, 0),
+                associations: vec![acm::association(instance)],
+            },
+            Function::Hid(o) => Fragment {
+                device: hid::device_section(&o.kind),
+                interfaces: vec![hid::interface(&o.kind, instance)],
+                associations: Vec::new(),
+            },
             Function::Msc(o) => msc::fragment(o, instance),
             Function::Audio(o) => audio::fragment(o, instance),
             Function::Ncm(o) | Function::Ecm(o) => ncm::fragment(o, instance),
@@ -147,6 +185,32 @@ impl Function {
             Function::GadgetZero(o) => {
                 Box::pin(gadget_zero::run(interfaces.next().ok_or(missing)?, o))
             }
+            Function::Acm(o) => {
+                let (Some(control), Some(data)) = (interfaces.next(), interfaces.next()) else {
+                    return Err(missing);
+                };
+                let side =
+                    acm::DeviceSide::open(&o, instance).map_err(|source| StartError::Io {
+                        what: "acm: making the pty".into(),
+                        source,
+                    })?;
+                Box::pin(joined(acm::spawn(side, control, data)))
+            }
+            Function::Hid(o) => {
+                let iface = interfaces.next().ok_or(missing)?;
+                if o.kind.report_descriptor().is_empty() {
+                    return Err(StartError::Invalid(
+                        "hid needs report-descriptor=FILE (or use hid-keyboard or hid-mouse)"
+                            .into(),
+                    ));
+                }
+                let side =
+                    hid::DeviceSide::open(&o, instance).map_err(|source| StartError::Io {
+                        what: "hid: making the input FIFO".into(),
+                        source,
+                    })?;
+                Box::pin(joined(hid::spawn(side, iface)))
+            }
             Function::Msc(o) => {
                 let iface = interfaces.next().ok_or(missing)?;
                 let prepared =
@@ -175,6 +239,60 @@ impl Function {
                 Err(e) => tracing::error!(function = kind, error = %e, "function stopped"),
             }
         }))
+    }
+}
+
+/// A function that spawns its own tasks: its service ends when its task does.
+async fn joined(task: JoinHandle<()>) -> Result<(), crate::Error> {
+    if let Err(e) = task.await {
+        tracing::error!(error = %e, "function task failed");
+    }
+    Ok(())
+}
+
+impl FunctionOptions for acm::Options {
+    fn set(&mut self, key: &str, value: &str) -> Result<(), OptionError> {
+        match key {
+            "pty" => self.pty = Some(value.trim().into()),
+            other => {
+                return Err(OptionError::Unknown {
+                    function: "acm",
+                    key: other.to_owned(),
+                    known: "pty",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FunctionOptions for hid::Options {
+    fn set(&mut self, key: &str, value: &str) -> Result<(), OptionError> {
+        match key {
+            "input" => self.input = Some(value.trim().into()),
+            "report-descriptor" | "report_descriptor"
+                if matches!(self.kind, hid::Kind::Generic(_)) =>
+            {
+                let path = std::path::Path::new(value.trim());
+                let bytes = hid::read_report_descriptor(path).map_err(|_| OptionError::Value {
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                    allowed: "a readable file holding a HID report descriptor",
+                })?;
+                self.kind = hid::Kind::Generic(bytes);
+            }
+            other => {
+                return Err(OptionError::Unknown {
+                    function: "hid",
+                    key: other.to_owned(),
+                    known: match self.kind {
+                        hid::Kind::Generic(_) => "input, report-descriptor",
+                        _ => "input",
+                    },
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,192 @@
+#!/bin/sh
+# Guest /init: usbfn's CDC-ACM serial port and HID keyboard, judged by the kernel's cdc-acm,
+# usbhid and hid-generic over USB/IP (vhci-hcd, usbfn inside the guest), and the ACM
+# throughput each way next to the kernel's usb_f_acm exported through usbip-vudc.
+# Check lines: "conformance acm: PASS|FAIL <what> (<figures>)", "conformance hid: ...";
+# benchmark lines: "bench acm <usbfn|vudc> <h2d|d2h> <bytes> <seconds> <MB/s>".
+# Knobs: ACM_BYTES (default 1048576), ACM_BENCH (1: the vudc side too).
+. /lib/conformance/lib.sh
+conformance_setup
+
+ACM_BYTES=${ACM_BYTES:-1048576}
+ACM_BENCH=${ACM_BENCH:-1}
+fails=0
+check() { # AREA NAME RC FIGURES
+  if [ "$3" = 0 ]; then
+    echo "conformance $1: PASS $2 ($4)"
+  else
+    echo "conformance $1: FAIL $2 ($4)"
+    fails=$((fails + 1))
+  fi
+}
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+mbps() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.3f", (s > 0 ? n / s / 1e6 : 0) }'; }
+wait_file() { # PATH SECONDS
+  local i=0
+  while [ $i -lt $(($2 * 10)) ]; do
+    [ -e "$1" ] && return 0
+    sleep 0.1
+    i=$((i + 1))
+  done
+  return 1
+}
+
+dmesg -n 1
+# Pseudo-terminals (the serial function's device side) need devpts.
+grep -q ' /dev/pts ' /proc/mounts || mount -t devpts -o ptmxmode=0666 devpts /dev/pts
+load_modules configfs usb-common usbcore udc-core usbip-core vhci-hcd libcomposite usbip-vudc \
+  cdc-acm usbhid hid-generic evdev usb_f_acm || conformance_exit 10
+
+dd if=/dev/urandom of=/tmp/h2d bs=65536 count=$((ACM_BYTES / 65536)) 2>/dev/null
+dd if=/dev/urandom of=/tmp/d2h bs=65536 count=$((ACM_BYTES / 65536)) 2>/dev/null
+
+# transfer AREA LABEL HOST_TTY DEVICE_TTY: 1 MiB each way, byte-exact, timed.
+transfer() {
+  local t0 t1 s rc
+  rm -f /tmp/rx
+  timeout 120 head -c "$ACM_BYTES" "$4" >/tmp/rx &
+  sleep 0.5
+  t0=$(uptime_s)
+  cat /tmp/h2d >"$3"
+  wait $!
+  t1=$(uptime_s)
+  s=$(secs "$t0" "$t1")
+  cmp -s /tmp/h2d /tmp/rx
+  rc=$?
+  check "$1" "$2 host to device: $ACM_BYTES random bytes byte-exact" $rc \
+    "$(wc -c </tmp/rx) bytes in $s s, $(mbps "$ACM_BYTES" "$s") MB/s"
+  echo "bench acm $2 h2d $ACM_BYTES $s $(mbps "$ACM_BYTES" "$s")"
+  rm -f /tmp/rx
+  timeout 120 head -c "$ACM_BYTES" "$3" >/tmp/rx &
+  sleep 0.5
+  t0=$(uptime_s)
+  cat /tmp/d2h >"$4"
+  wait $!
+  t1=$(uptime_s)
+  s=$(secs "$t0" "$t1")
+  cmp -s /tmp/d2h /tmp/rx
+  rc=$?
+  check "$1" "$2 device to host: $ACM_BYTES random bytes byte-exact" $rc \
+    "$(wc -c </tmp/rx) bytes in $s s, $(mbps "$ACM_BYTES" "$s") MB/s"
+  echo "bench acm $2 d2h $ACM_BYTES $s $(mbps "$ACM_BYTES" "$s")"
+}
+
+# ---- ACM: usbfn ---------------------------------------------------------------------------
+usbfn serve --function acm,pty=/tmp/ttyUSBFN >/tmp/acm.log 2>&1 &
+USBFN_PID=$!
+usbip_attach_local 1-1 10
+wait_file /dev/ttyACM0 10
+rc=$?
+check acm "cdc-acm binds, /dev/ttyACM0 appears" $rc \
+  "$(ls /sys/bus/usb/drivers/cdc_acm 2>/dev/null | grep -c :) interfaces bound"
+if [ $rc = 0 ]; then
+  stty -F /dev/ttyACM0 raw -echo clocal
+  stty -F /tmp/ttyUSBFN raw -echo
+  host=$(stty -F /dev/ttyACM0 -a | tr '\n' ' ')
+  dev=$(stty -F /tmp/ttyUSBFN -a | tr '\n' ' ')
+  echo "$host" | grep -q -- '-icanon' && echo "$host" | grep -q -- '-echo ' &&
+    echo "$dev" | grep -q -- '-icanon' && echo "$dev" | grep -q -- '-echo '
+  check acm "both ends raw" $? "host -icanon -echo, device -icanon -echo"
+  stty -F /dev/ttyACM0 57600
+  sleep 0.3
+  grep -q 'acm0: line coding 57600 8N1' /tmp/acm.log
+  rc=$?
+  devspeed=$(stty -F /tmp/ttyUSBFN speed)
+  [ "$devspeed" = 57600 ] || rc=1
+  check acm "SET_LINE_CODING from stty seen on the device side" $rc \
+    "log: $(grep -c 'line coding 57600' /tmp/acm.log) line(s), device-side stty speed $devspeed"
+  stty -F /dev/ttyACM0 115200
+  grep -q 'control lines DTR=1 RTS=1' /tmp/acm.log
+  check acm "DTR/RTS visible on the device side" $? \
+    "$(grep -c 'control lines' /tmp/acm.log) control-line events"
+  transfer acm usbfn /dev/ttyACM0 /tmp/ttyUSBFN
+  grep -q 'device side opened the pty' /tmp/acm.log
+  check acm "carrier follows the device side's open" $? \
+    "$(grep -c 'device side' /tmp/acm.log) open/close events"
+fi
+usbip_detach_all
+kill -INT "$USBFN_PID" 2>/dev/null
+wait "$USBFN_PID" 2>/dev/null
+sleep 0.5
+
+# ---- ACM: the kernel's usb_f_acm through usbip-vudc --------------------------------------
+if [ "$ACM_BENCH" = 1 ]; then
+  usbipd -e -D -P/run/usbipd.pid && sleep 0.3
+  g="$GADGET_ROOT/acm"
+  mkdir "$g" && echo 0x0525 >"$g/idVendor" && echo 0xa4a7 >"$g/idProduct"
+  mkdir "$g/configs/c.1" "$g/functions/acm.usb0"
+  ln -s "$g/functions/acm.usb0" "$g/configs/c.1/"
+  echo usbip-vudc.0 >"$g/UDC"
+  usbip_attach_local usbip-vudc.0 10
+  tty=""
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    for t in /dev/ttyACM*; do [ -e "$t" ] && tty=$t; done
+    [ -n "$tty" ] && [ -e /dev/ttyGS0 ] && break
+    sleep 0.5
+  done
+  if [ -n "$tty" ] && [ -e /dev/ttyGS0 ]; then
+    stty -F "$tty" raw -echo clocal
+    stty -F /dev/ttyGS0 raw -echo clocal
+    transfer vudc vudc "$tty" /dev/ttyGS0
+  else
+    check vudc "kernel usb_f_acm on usbip-vudc" 1 "no tty"
+  fi
+  usbip_detach_all
+  echo "" >"$g/UDC" 2>/dev/null
+  rm -f "$g/configs/c.1/acm.usb0"
+  rmdir "$g/configs/c.1" "$g/functions/acm.usb0" "$g"
+  [ -f /run/usbipd.pid ] && kill "$(cat /run/usbipd.pid)" 2>/dev/null
+  sleep 0.3
+fi
+
+# ---- HID keyboard ------------------------------------------------------------------------
+usbfn serve --function hid-keyboard,input=/tmp/kbd.fifo >/tmp/hid.log 2>&1 &
+USBFN_PID=$!
+usbip_attach_local 1-1 10
+wait_file /dev/hidraw0 10
+rc=$?
+ev=""
+for e in /sys/class/input/event*; do
+  grep -q usbfn "$e/device/name" 2>/dev/null && ev=/dev/input/${e##*/}
+done
+[ -n "$ev" ] && wait_file "$ev" 5 || rc=1
+check hid "usbhid/hid-generic bind, hidraw and an input device appear" $rc \
+  "hid-generic: $(ls /sys/bus/hid/drivers/hid-generic 2>/dev/null | grep -c :) device(s), /dev/hidraw0, ${ev:-no event device}"
+if [ $rc = 0 ]; then
+  timeout 4 cat "$ev" >/tmp/ev &
+  sleep 0.5
+  echo "type hello" >/tmp/kbd.fifo
+  wait $!
+  # struct input_event on x86_64: 16 bytes of time, u16 type, u16 code, s32 value.
+  got=$(hexdump -v -e '6/4 "%08x " "\n"' /tmp/ev | awk '
+    $5 == "00040004" { scan = substr($6, 7, 2) }
+    substr($5, 5, 4) == "0001" && $6 == "00000001" { printf "0x%s ", scan }
+    substr($5, 5, 4) == "0001" && $6 == "00000000" { rel++ }
+    END { printf "releases %d", rel }')
+  [ "$got" = "0x0b 0x08 0x0f 0x0f 0x12 releases 5" ]
+  check hid "type hello gives usages 0x0b 0x08 0x0f 0x0f 0x12 with releases" $? "$got"
+  timeout 4 head -c 16 /dev/hidraw0 >/tmp/raw &
+  sleep 0.5
+  printf 'report 01 00 05 06 07 08 09 0a\nreport 0000000000000000\n' >/tmp/kbd.fifo
+  wait $!
+  raw=$(hexdump -v -e '16/1 "%02x"' /tmp/raw)
+  [ "$raw" = "010005060708090a0000000000000000" ]
+  check hid "report HEX arrives byte-exact on hidraw" $? "$raw"
+  # An output report (report number 0, then the LED byte: Caps Lock).
+  printf '\000\002' >/dev/hidraw0
+  sleep 0.5
+  grep -q 'hid0: output 02' /tmp/hid.log
+  check hid "LED output report written by the host reaches the device side" $? \
+    "$(grep 'hid0: output' /tmp/hid.log | tr '\n' ' ')"
+fi
+usbip_detach_all
+kill -INT "$USBFN_PID" 2>/dev/null
+wait "$USBFN_PID" 2>/dev/null
+
+echo "acm-hid: $fails failed check(s)"
+if [ "$fails" -gt 0 ]; then
+  tail -20 /tmp/acm.log
+  tail -20 /tmp/hid.log
+  dmesg | tail -20
+fi
+conformance_exit "$fails"
