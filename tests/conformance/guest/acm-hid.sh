@@ -35,7 +35,7 @@ dmesg -n 1
 # Pseudo-terminals (the serial function's device side) need devpts.
 grep -q ' /dev/pts ' /proc/mounts || mount -t devpts -o ptmxmode=0666 devpts /dev/pts
 load_modules configfs usb-common usbcore udc-core usbip-core vhci-hcd libcomposite usbip-vudc \
-  cdc-acm usbhid hid-generic evdev usb_f_acm || conformance_exit 10
+  cdc-acm usbhid hid-generic evdev usb_f_acm usb-storage sd_mod || conformance_exit 10
 
 dd if=/dev/urandom of=/tmp/h2d bs=65536 count=$((ACM_BYTES / 65536)) 2>/dev/null
 dd if=/dev/urandom of=/tmp/d2h bs=65536 count=$((ACM_BYTES / 65536)) 2>/dev/null
@@ -183,10 +183,41 @@ usbip_detach_all
 kill -INT "$USBFN_PID" 2>/dev/null
 wait "$USBFN_PID" 2>/dev/null
 
+# ---- composite: acm + msc + hid-keyboard in one device -----------------------------------
+# One usbfn device with the three functions (interface association per function, interfaces
+# and endpoints numbered in order): cdc_acm, usb-storage and usbhid must all bind at once.
+dd if=/dev/zero of=/tmp/comp.img bs=1048576 count=8 2>/dev/null
+usbfn serve --function acm,pty=/tmp/ttyCOMP --function msc,image=/tmp/comp.img \
+  --function hid-keyboard,input=/tmp/comp.fifo >/tmp/comp.log 2>&1 &
+USBFN_PID=$!
+usbip_attach_local 1-1 10
+wait_file /dev/ttyACM0 10; a=$?
+wait_file /dev/sda 20; m=$?
+wait_file /dev/hidraw0 10; h=$?
+drivers=$(for i in /sys/bus/usb/devices/*-*:1.*; do
+  [ -e "$i/driver" ] && basename "$(readlink "$i/driver")"; done | sort | tr '\n' ' ')
+size=$(cat /sys/block/sda/size 2>/dev/null)
+[ $a = 0 ] && [ $m = 0 ] && [ $h = 0 ] && [ "$size" = 16384 ] &&
+  echo "$drivers" | grep -q cdc_acm && echo "$drivers" | grep -q usb-storage &&
+  echo "$drivers" | grep -q usbhid
+check composite "acm + msc + hid-keyboard bind cdc_acm, usb-storage and usbhid at once" $? \
+  "interface drivers: $drivers; /dev/ttyACM0, /dev/sda ${size:-?} sectors, /dev/hidraw0"
+if [ $m = 0 ]; then
+  dd if=/dev/urandom of=/tmp/comp.data bs=65536 count=16 2>/dev/null
+  dd if=/tmp/comp.data of=/dev/sda bs=65536 conv=fsync 2>/dev/null && sync
+  head -c 1048576 /tmp/comp.img | cmp -s - /tmp/comp.data
+  check composite "1 MiB written to the composite's disk is in its image" $? \
+    "sha256 $(sha256sum /tmp/comp.data | cut -c1-12)"
+fi
+usbip_detach_all
+kill -INT "$USBFN_PID" 2>/dev/null
+wait "$USBFN_PID" 2>/dev/null
+
 echo "acm-hid: $fails failed check(s)"
 if [ "$fails" -gt 0 ]; then
   tail -20 /tmp/acm.log
   tail -20 /tmp/hid.log
+  tail -20 /tmp/comp.log
   dmesg | tail -20
 fi
 conformance_exit "$fails"
