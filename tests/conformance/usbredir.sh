@@ -141,7 +141,15 @@ if [ "${UR_FAULTS:-1}" = 1 ]; then
 fi
 for f in "$work"/*.log; do cp "$f" "$build/usbredir-serve-$(basename "$f")"; done
 cmp=0
-python3 "$here/compare-usbredir.py" "$build/usbredir.log" "$usbip_log" || cmp=$?
+python3 "$here/compare-usbredir.py" "$build/usbredir.log" "$usbip_log" | tee "$build/usbredir-compare.txt" ||
+  cmp=$?
+# The SuperSpeed case-24 timeout (issue 18, compare-usbredir.py's KNOWN list) ends the boot
+# with exit 3: it runs last (UR_LATE_CASES) so every other result is in and compared. Any other
+# incomplete run still fails.
+if [ "$rc" -eq 3 ] && [ "$cmp" -eq 0 ] && grep -q 'case 24: KNOWN usbredir timeout' "$build/usbredir-compare.txt"; then
+  echo "conformance usbredir: the guest run ended on the known SuperSpeed case-24 timeout (issue 18); every other result was compared"
+  rc=0
+fi
 [ "$rc" -eq 0 ] || { echo "conformance usbredir: FAIL the guest run: exit $rc (1: a case timed out or a run was incomplete; see $build/usbredir.log)"; exit 1; }
 [ "$fault_rc" -eq 0 ] || exit 1
 exit "$cmp"
