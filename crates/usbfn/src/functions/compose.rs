@@ -138,6 +138,27 @@ fn renumber_cdc(iface: &mut InterfaceSection, base: u8) {
     }
 }
 
+/// A function's own device descriptor: `vendor_id:product_id`, the product and serial
+/// strings, manufacturer "usbfn", class from the interfaces, self-powered at 100 mA, up to
+/// SuperSpeed. Functions override what differs (`..function_device(...)`).
+pub fn function_device(
+    vendor_id: u16,
+    product_id: u16,
+    product: Option<String>,
+    serial: Option<String>,
+) -> DeviceSection {
+    DeviceSection {
+        vendor_id,
+        product_id,
+        class: 0,
+        subclass: 0,
+        protocol: 0,
+        product,
+        serial,
+        ..default_device()
+    }
+}
+
 /// The composite device's descriptor: 1d6b:0104, class EF/02/01 (interface associations).
 pub fn default_device() -> DeviceSection {
     DeviceSection {

@@ -226,24 +226,13 @@ pub fn config_with(options: &Options) -> DeviceConfig {
     };
     DeviceConfig {
         device: DeviceSection {
-            vendor_id: 0x0525,
-            product_id: 0xa4a0,
-            bcd_device: 0x0100,
             class: 0xff,
-            subclass: 0,
-            protocol: 0,
-            manufacturer: Some("usbfn".into()),
-            product: Some("Gadget Zero".into()),
-            serial: Some("0123456789.0123456789.0123456789".into()),
-            self_powered: true,
-            max_power_ma: 100,
-            remote_wakeup: false,
-            bcd_usb: None,
-            max_packet_size0: 64,
-            max_speed: BusSpeed::Super,
-            lpm: false,
-            ms_os_vendor_code: None,
-            language_id: 0x0409,
+            ..super::function_device(
+                0x0525,
+                0xa4a0,
+                Some("Gadget Zero".into()),
+                Some("0123456789.0123456789.0123456789".into()),
+            )
         },
         configurations: Vec::new(),
         interfaces: vec![InterfaceSection {

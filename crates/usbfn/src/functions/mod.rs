@@ -21,6 +21,8 @@ pub mod ncm;
 mod options;
 mod registry;
 
-pub use compose::{COMPOSITE_PRODUCT_ID, COMPOSITE_VENDOR_ID, Fragment, compose, default_device};
+pub use compose::{
+    COMPOSITE_PRODUCT_ID, COMPOSITE_VENDOR_ID, Fragment, compose, default_device, function_device,
+};
 pub use options::{FunctionOptions, OptionError, flag, number};
 pub use registry::{Function, KINDS, StartError, device_config, instances, start_all};

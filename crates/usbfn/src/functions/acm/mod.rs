@@ -67,24 +67,15 @@ pub fn interface_names(instance: usize) -> [String; 2] {
 /// g_serial CDC ACM id, 0525:a4a7, with IADs: class EF/02/01).
 pub fn device_section() -> DeviceSection {
     DeviceSection {
-        vendor_id: 0x0525,
-        product_id: 0xa4a7,
-        bcd_device: 0x0100,
         class: 0xef,
         subclass: 0x02,
         protocol: 0x01,
-        manufacturer: Some("usbfn".into()),
-        product: Some("usbfn serial port".into()),
-        serial: Some("usbfn-acm".into()),
-        self_powered: true,
-        max_power_ma: 100,
-        remote_wakeup: false,
-        bcd_usb: None,
-        max_packet_size0: 64,
-        max_speed: BusSpeed::Super,
-        lpm: false,
-        ms_os_vendor_code: None,
-        language_id: 0x0409,
+        ..super::function_device(
+            0x0525,
+            0xa4a7,
+            Some("usbfn serial port".into()),
+            Some("usbfn-acm".into()),
+        )
     }
 }
 

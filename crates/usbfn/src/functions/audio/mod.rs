@@ -272,24 +272,16 @@ pub fn fragment(options: &Options, instance: usize) -> Fragment {
     let microphone = streaming(&names[2], USB_IN_OT, vec![data(In)], "microphone");
     Fragment {
         device: DeviceSection {
-            vendor_id: 0x1d6b,
-            product_id: 0x0101,
-            bcd_device: 0x0100,
             class: 0xef,
             subclass: 0x02,
             protocol: 0x01,
-            manufacturer: Some("usbfn".into()),
-            product: Some("usbfn audio".into()),
-            serial: Some("0123456789".into()),
-            self_powered: true,
-            max_power_ma: 100,
-            remote_wakeup: false,
-            bcd_usb: None,
-            max_packet_size0: 64,
             max_speed: BusSpeed::High,
-            lpm: false,
-            ms_os_vendor_code: None,
-            language_id: 0x0409,
+            ..super::function_device(
+                0x1d6b,
+                0x0101,
+                Some("usbfn audio".into()),
+                Some("0123456789".into()),
+            )
         },
         interfaces: vec![control, speaker, microphone],
         associations: vec![AssociationSection {

@@ -164,24 +164,12 @@ pub fn interface_name(instance: usize) -> String {
 /// 0525:a4ac).
 pub fn device_section(kind: &Kind) -> DeviceSection {
     DeviceSection {
-        vendor_id: 0x0525,
-        product_id: 0xa4ac,
-        bcd_device: 0x0100,
-        class: 0,
-        subclass: 0,
-        protocol: 0,
-        manufacturer: Some("usbfn".into()),
-        product: Some(format!("usbfn {}", kind.name())),
-        serial: Some("usbfn-hid".into()),
-        self_powered: true,
-        max_power_ma: 100,
-        remote_wakeup: false,
-        bcd_usb: None,
-        max_packet_size0: 64,
-        max_speed: BusSpeed::Super,
-        lpm: false,
-        ms_os_vendor_code: None,
-        language_id: 0x0409,
+        ..super::function_device(
+            0x0525,
+            0xa4ac,
+            Some(format!("usbfn {}", kind.name())),
+            Some("usbfn-hid".into()),
+        )
     }
 }
 

@@ -176,24 +176,12 @@ impl FunctionOptions for Options {
 /// The device descriptor of a mass-storage device alone.
 pub fn device() -> DeviceSection {
     DeviceSection {
-        vendor_id: VENDOR_ID,
-        product_id: PRODUCT_ID,
-        bcd_device: 0x0100,
-        class: 0,
-        subclass: 0,
-        protocol: 0,
-        manufacturer: Some("usbfn".into()),
-        product: Some("usbfn Mass Storage".into()),
-        serial: Some("0123456789AB".into()),
-        self_powered: true,
-        max_power_ma: 100,
-        remote_wakeup: false,
-        bcd_usb: None,
-        max_packet_size0: 64,
-        max_speed: BusSpeed::Super,
-        lpm: false,
-        ms_os_vendor_code: None,
-        language_id: 0x0409,
+        ..super::function_device(
+            VENDOR_ID,
+            PRODUCT_ID,
+            Some("usbfn Mass Storage".into()),
+            Some("0123456789AB".into()),
+        )
     }
 }
 
