@@ -9,19 +9,34 @@ use libfuzzer_sys::fuzz_target;
 use usbfn_usbredir::proto::{Caps, Codec, Limits, Packet, Role};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&first, rest)) = data.split_first() else { return };
-    let limits = Limits { max_data: 1 << 20, ..Limits::default() };
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let limits = Limits {
+        max_data: 1 << 20,
+        ..Limits::default()
+    };
     let mut host = Codec::new(Role::Host, Caps::USBFN, limits);
     let mut guest = Codec::new(Role::Guest, Caps(u32::from(first) | 0x20), limits);
     let mut wire = BytesMut::new();
     if first & 1 == 0 {
-        let hello = Packet::Hello { version: "fuzz".into(), caps: Caps(u32::from(first) | 0x20) };
+        let hello = Packet::Hello {
+            version: "fuzz".into(),
+            caps: Caps(u32::from(first) | 0x20),
+        };
         guest.encode(0, &hello, &mut wire).unwrap();
     }
     // The guest's view of the host's hello, so that it encodes with the agreed header.
     let mut h = BytesMut::new();
-    host.encode(0, &Packet::Hello { version: "usbfn".into(), caps: Caps::USBFN }, &mut h)
-        .unwrap();
+    host.encode(
+        0,
+        &Packet::Hello {
+            version: "usbfn".into(),
+            caps: Caps::USBFN,
+        },
+        &mut h,
+    )
+    .unwrap();
     guest.decode(&mut h).unwrap();
     let chunk = usize::from(first >> 4) + 1;
     let mut fed = 0;
@@ -48,6 +63,9 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(_) => return,
         }
-        assert!(wire.capacity() <= (2 << 20) + 4096, "allocation beyond the limits");
+        assert!(
+            wire.capacity() <= (2 << 20) + 4096,
+            "allocation beyond the limits"
+        );
     }
 });

@@ -7,9 +7,7 @@
 //! applied to one `ControlState`: answers are never longer than wLength, the rates stay
 //! offered ones, the volume stays in range.
 
-use usbfn::functions::audio::control::{
-    ControlState, RATES, Request, VOLUME_MAX, VOLUME_MIN,
-};
+use usbfn::functions::audio::control::{ControlState, RATES, Request, VOLUME_MAX, VOLUME_MIN};
 use usbfn::functions::audio::wav::{self, Wav};
 use usbfn_wire::{Direction, SetupPacket};
 
@@ -30,7 +28,11 @@ fn wav_file(bytes: &[u8]) {
         return;
     };
     assert!(w.data.len() <= bytes.len());
-    assert_eq!(w.data.len() % w.format.frame_bytes(), 0, "whole frames only");
+    assert_eq!(
+        w.data.len() % w.format.frame_bytes(),
+        0,
+        "whole frames only"
+    );
     let a = wav::analyze(&w);
     assert_eq!(a.frames, w.frames());
     assert!(a.frequency.is_finite() && a.frequency >= 0.0);
@@ -57,7 +59,12 @@ fn control(script: &[u8]) {
                 assert!(answer.len() <= usize::from(r.length));
             }
         } else if let Some(n) = state.set_length(&r) {
-            let data = record[8..].iter().copied().cycle().take(n).collect::<Vec<_>>();
+            let data = record[8..]
+                .iter()
+                .copied()
+                .cycle()
+                .take(n)
+                .collect::<Vec<_>>();
             let _ = state.set(&r, &data);
         }
         for path in [state.speaker, state.microphone] {

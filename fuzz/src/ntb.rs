@@ -39,7 +39,11 @@ pub fn run(data: &[u8]) {
         ndp_alignment: 4,
         max_datagrams: 0,
     };
-    let mut frames = parsed.datagrams.iter().map(|r| &transfer[r.clone()]).peekable();
+    let mut frames = parsed
+        .datagrams
+        .iter()
+        .map(|r| &transfer[r.clone()])
+        .peekable();
     while frames.peek().is_some() {
         let mut builder = NtbBuilder::new(layout);
         let mut expected = Vec::new();
@@ -50,7 +54,10 @@ pub fn run(data: &[u8]) {
             expected.push(*f);
             frames.next();
         }
-        assert!(!expected.is_empty(), "a single frame always fits an empty NTB");
+        assert!(
+            !expected.is_empty(),
+            "a single frame always fits an empty NTB"
+        );
         let out = builder.finish(1);
         assert!(out.len() <= 65535);
         let back = ntb::parse(&out, format, 65535, MAX_DATAGRAM).expect("built NTBs parse");
@@ -63,7 +70,10 @@ pub fn run(data: &[u8]) {
 /// Seeds: a host-style NTB16 with three datagrams, the same as NTB32, and an NDP loop.
 pub fn seeds() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
-    for (name, format, mode) in [("ntb16", NtbFormat::Ntb16, 0u8), ("ntb32", NtbFormat::Ntb32, 1)] {
+    for (name, format, mode) in [
+        ("ntb16", NtbFormat::Ntb16, 0u8),
+        ("ntb32", NtbFormat::Ntb32, 1),
+    ] {
         let mut b = NtbBuilder::new(InLayout {
             format,
             max_size: 16384,
@@ -72,7 +82,9 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
             max_datagrams: 0,
         });
         for len in [60usize, 1514, 99] {
-            let frame: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).unwrap_or(0)).collect();
+            let frame: Vec<u8> = (0..len)
+                .map(|i| u8::try_from(i % 251).unwrap_or(0))
+                .collect();
             b.push(&frame);
         }
         let mut seed = vec![mode, 64];
@@ -97,12 +109,14 @@ mod tests {
         }
         let seeds = super::seeds();
         let looped = &seeds[2].1;
-        assert!(usbfn::functions::ncm::ntb::parse(
-            &looped[2..],
-            usbfn::functions::ncm::ntb::NtbFormat::Ntb16,
-            65535,
-            1514
-        )
-        .is_err());
+        assert!(
+            usbfn::functions::ncm::ntb::parse(
+                &looped[2..],
+                usbfn::functions::ncm::ntb::NtbFormat::Ntb16,
+                65535,
+                1514
+            )
+            .is_err()
+        );
     }
 }
