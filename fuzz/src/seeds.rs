@@ -33,6 +33,10 @@ pub fn all() -> Vec<(&'static str, Vec<Seed>)> {
         ("ioctl_dispatch", ioctl_dispatch()),
         ("ntb_parser", crate::ntb::seeds()),
         ("msc_bot", msc_bot()),
+        ("cdc_request", cdc_request()),
+        ("hid_request", hid_request()),
+        ("hid_command", hid_command()),
+        ("usbredir_codec", usbredir_codec()),
     ]
 }
 
@@ -994,4 +998,76 @@ mod tests {
         assert_eq!(config.interfaces[0].endpoints.len(), 4);
         assert_eq!(config.interfaces[0].alternates[0].endpoints.len(), 6);
     }
+}
+
+/// Seeds for `cdc_request`: what Linux's cdc-acm sends (8 setup bytes, the interface, a data
+/// stage).
+pub fn cdc_request() -> Vec<Seed> {
+    let with = |setup: [u8; 8], stage: &[u8]| {
+        let mut v = setup.to_vec();
+        v.push(0);
+        v.extend_from_slice(stage);
+        v
+    };
+    vec![
+        (
+            "set-line-coding-115200-8n1".into(),
+            with(
+                [0x21, 0x20, 0, 0, 0, 0, 7, 0],
+                &[0x00, 0xc2, 0x01, 0x00, 0, 0, 8],
+            ),
+        ),
+        (
+            "get-line-coding".into(),
+            with([0xa1, 0x21, 0, 0, 0, 0, 7, 0], &[]),
+        ),
+        ("dtr-rts".into(), with([0x21, 0x22, 3, 0, 0, 0, 0, 0], &[])),
+        (
+            "send-break".into(),
+            with([0x21, 0x23, 0xff, 0xff, 0, 0, 0, 0], &[]),
+        ),
+    ]
+}
+
+/// Seeds for `hid_request`: what usbhid sends at enumeration and for LEDs.
+pub fn hid_request() -> Vec<Seed> {
+    let with = |setup: [u8; 8]| {
+        let mut v = setup.to_vec();
+        v.push(0);
+        v
+    };
+    vec![
+        ("set-idle".into(), with([0x21, 0x0a, 0, 0, 0, 0, 0, 0])),
+        (
+            "get-report-descriptor".into(),
+            with([0x81, 0x06, 0, 0x22, 0, 0, 0x3f, 0]),
+        ),
+        (
+            "set-report-led".into(),
+            with([0x21, 0x09, 0, 2, 0, 0, 1, 0]),
+        ),
+        ("get-protocol".into(), with([0xa1, 0x03, 0, 0, 0, 0, 1, 0])),
+    ]
+}
+
+/// Seeds for `hid_command`: FIFO lines (the first byte picks the report length).
+pub fn hid_command() -> Vec<Seed> {
+    let with = |len: u8, line: &str| {
+        let mut v = vec![len];
+        v.extend_from_slice(line.as_bytes());
+        v
+    };
+    vec![
+        ("type-hello".into(), with(7, "type Hello, World!")),
+        ("report".into(), with(7, "report 01 00 05 06 07 08 09 0a")),
+    ]
+}
+
+/// Seeds for `usbredir_codec`: the first byte picks the guest's capabilities, the rest is
+/// what the guest sends (a usb-redir hello with QEMU's capabilities, then nothing).
+pub fn usbredir_codec() -> Vec<Seed> {
+    vec![
+        ("hello-caps-0".into(), vec![0]),
+        ("hello-caps-ff".into(), vec![0xfe]),
+    ]
 }
