@@ -47,7 +47,9 @@ fuzz_target!(|data: &[u8]| {
                     continue;
                 }
                 let mut again = BytesMut::new();
-                if guest.encode(m.id, &m.packet, &mut again).is_ok() {
+                // Re-encoding is only comparable when the host has the guest's hello: without
+                // it the two sides disagree on the header (32- or 64-bit ids).
+                if first & 1 == 0 && guest.encode(m.id, &m.packet, &mut again).is_ok() {
                     let mut check = host.clone();
                     let back = check.decode(&mut again).unwrap().unwrap();
                     assert_eq!(back, m);
