@@ -276,6 +276,30 @@ pub struct EndpointSection {
     pub class_descriptors: Option<String>,
 }
 
+impl EndpointSection {
+    /// An endpoint of `transfer_type` at `address` (or, with `None`, numbered automatically
+    /// in `direction`), with the defaults for everything else: packet size and interval per
+    /// speed, no burst, no class descriptors.
+    pub fn new(
+        address: Option<u8>,
+        direction: Option<DirectionName>,
+        transfer_type: TransferTypeName,
+    ) -> Self {
+        EndpointSection {
+            address,
+            direction,
+            transfer_type,
+            max_packet: None,
+            interval: None,
+            max_burst: 0,
+            ss_attributes: 0,
+            bytes_per_interval: None,
+            iso_attributes: 0,
+            class_descriptors: None,
+        }
+    }
+}
+
 /// `in` / `out`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

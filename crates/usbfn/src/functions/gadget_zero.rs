@@ -187,18 +187,8 @@ pub fn config() -> DeviceConfig {
 /// bulk and interrupt IN and OUT, alternate setting 1 adds isochronous IN and OUT.
 pub fn config_with(options: &Options) -> DeviceConfig {
     use usbfn_core::config::{AlternateSection, PerSpeed};
-    let endpoint = |address: u8, transfer_type| EndpointSection {
-        address: Some(address),
-        direction: None,
-        transfer_type,
-        max_packet: None,
-        interval: None,
-        max_burst: 0,
-        ss_attributes: 0,
-        bytes_per_interval: None,
-        iso_attributes: 0,
-        class_descriptors: None,
-    };
+    let endpoint =
+        |address: u8, transfer_type| EndpointSection::new(Some(address), None, transfer_type);
     let bulk = |address| endpoint(address, TransferTypeName::Bulk);
     let interrupt = |address| EndpointSection {
         max_packet: Some(PerSpeed::Each {

@@ -83,18 +83,8 @@ pub fn device_section() -> DeviceSection {
 /// `first_interface` and the data interface the next one (the Union descriptor names both).
 pub fn interfaces(instance: usize, first_interface: u8) -> Vec<InterfaceSection> {
     let [control, data] = interface_names(instance);
-    let endpoint = |direction, transfer_type| EndpointSection {
-        address: None,
-        direction: Some(direction),
-        transfer_type,
-        max_packet: None,
-        interval: None,
-        max_burst: 0,
-        ss_attributes: 0,
-        bytes_per_interval: None,
-        iso_attributes: 0,
-        class_descriptors: None,
-    };
+    let endpoint =
+        |direction, transfer_type| EndpointSection::new(None, Some(direction), transfer_type);
     let notify = EndpointSection {
         max_packet: Some(PerSpeed::All(NOTIFY_MAXPACKET)),
         // f_acm's GS_NOTIFY_INTERVAL_MS: 32 frames, 2^(9-1) microframes.

@@ -192,18 +192,7 @@ pub fn interface_name(instance: usize) -> String {
 
 /// One interface (class 8/6/0x50) with bulk IN 0x81 and OUT 0x01 (renumbered in a composite).
 pub fn fragment(_options: &Options, instance: usize) -> Fragment {
-    let bulk = |address: u8| EndpointSection {
-        address: Some(address),
-        direction: None,
-        transfer_type: TransferTypeName::Bulk,
-        max_packet: None,
-        interval: None,
-        max_burst: 0,
-        ss_attributes: 0,
-        bytes_per_interval: None,
-        iso_attributes: 0,
-        class_descriptors: None,
-    };
+    let bulk = |address: u8| EndpointSection::new(Some(address), None, TransferTypeName::Bulk);
     Fragment {
         device: device(),
         interfaces: vec![InterfaceSection {

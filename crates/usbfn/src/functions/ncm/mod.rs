@@ -324,18 +324,8 @@ pub fn interface_names(model: Model, instance: usize) -> (String, String) {
 pub fn fragment(options: &Options, instance: usize) -> Fragment {
     let model = options.model;
     let (control_name, data_name) = interface_names(model, instance);
-    let endpoint = |address: u8, transfer_type| EndpointSection {
-        address: Some(address),
-        direction: None,
-        transfer_type,
-        max_packet: None,
-        interval: None,
-        max_burst: 0,
-        ss_attributes: 0,
-        bytes_per_interval: None,
-        iso_attributes: 0,
-        class_descriptors: None,
-    };
+    let endpoint =
+        |address: u8, transfer_type| EndpointSection::new(Some(address), None, transfer_type);
     let notify = EndpointSection {
         max_packet: Some(PerSpeed::All(NOTIFY_MAX_PACKET)),
         // 32 ms, as f_ncm's LOG2_STATUS_INTERVAL_MSEC.
