@@ -270,135 +270,164 @@ mod tests {
     use super::*;
     use core::mem::{align_of, offset_of, size_of};
 
-    #[test]
-    fn setup_packet_layout() {
-        type T = UsbDefaultPipeSetupPacket;
-        assert_eq!(size_of::<T>(), 8);
-        assert_eq!(align_of::<T>(), 1);
-        assert_eq!(offset_of!(T, bm_request_type), 0);
-        assert_eq!(offset_of!(T, b_request), 1);
-        assert_eq!(offset_of!(T, w_value), 2);
-        assert_eq!(offset_of!(T, w_index), 4);
-        assert_eq!(offset_of!(T, w_length), 6);
+    /// `layout!(test_name, Type, size, align, field => offset, ...)`: a test that the Rust
+    /// type has the C layout (`size_of`, `align_of`, every field's `offset_of`) the Windows
+    /// headers give.
+    macro_rules! layout {
+        ($name:ident, $t:ty, $size:expr, $align:expr, $($field:ident => $offset:expr),+ $(,)?) => {
+            #[test]
+            fn $name() {
+                assert_eq!(size_of::<$t>(), $size, "size of {}", stringify!($t));
+                assert_eq!(align_of::<$t>(), $align, "alignment of {}", stringify!($t));
+                $(assert_eq!(
+                    offset_of!($t, $field),
+                    $offset,
+                    "offset of {}.{}",
+                    stringify!($t),
+                    stringify!($field)
+                );)+
+            }
+        };
     }
 
-    #[test]
-    fn endpoint_descriptor_layout() {
-        type T = UsbEndpointDescriptor;
-        assert_eq!(size_of::<T>(), 7);
-        assert_eq!(align_of::<T>(), 1);
-        assert_eq!(offset_of!(T, b_length), 0);
-        assert_eq!(offset_of!(T, b_descriptor_type), 1);
-        assert_eq!(offset_of!(T, b_endpoint_address), 2);
-        assert_eq!(offset_of!(T, bm_attributes), 3);
-        assert_eq!(offset_of!(T, w_max_packet_size), 4);
-        assert_eq!(offset_of!(T, b_interval), 6);
-    }
+    layout!(
+        setup_packet_layout,
+        UsbDefaultPipeSetupPacket,
+        8,
+        1,
+        bm_request_type => 0,
+        b_request => 1,
+        w_value => 2,
+        w_index => 4,
+        w_length => 6,
+    );
+
+    layout!(
+        endpoint_descriptor_layout,
+        UsbEndpointDescriptor,
+        7,
+        1,
+        b_length => 0,
+        b_descriptor_type => 1,
+        b_endpoint_address => 2,
+        bm_attributes => 3,
+        w_max_packet_size => 4,
+        b_interval => 6,
+    );
+
+    layout!(
+        pipe_information_layout,
+        UsbfnPipeInformation,
+        12,
+        4,
+        ep_desc => 0,
+        pipe_id => 8,
+    );
+
+    layout!(
+        class_interface_layout,
+        UsbfnClassInterface,
+        196,
+        4,
+        interface_number => 0,
+        pipe_count => 1,
+        pipe_arr => 4,
+    );
+
+    layout!(
+        class_information_packet_layout,
+        UsbfnClassInformationPacket,
+        748,
+        4,
+        full_speed_class_interface => 0,
+        high_speed_class_interface => 196,
+        interface_name => 392,
+        interface_guid => 472,
+        has_interface_guid => 550,
+        super_speed_class_interface => 552,
+    );
+
+    layout!(
+        class_interface_ex_layout,
+        UsbfnClassInterfaceEx,
+        196,
+        4,
+        base_interface_number => 0,
+        interface_count => 1,
+        pipe_count => 2,
+        pipe_arr => 4,
+    );
+
+    layout!(
+        class_information_packet_ex_layout,
+        UsbfnClassInformationPacketEx,
+        748,
+        4,
+        full_speed_class_interface_ex => 0,
+        high_speed_class_interface_ex => 196,
+        super_speed_class_interface_ex => 392,
+        interface_name => 588,
+        interface_guid => 668,
+        has_interface_guid => 746,
+    );
+
+    layout!(
+        alternate_interface_layout,
+        AlternateInterface,
+        4,
+        2,
+        interface_number => 0,
+        alternate_interface_number => 2,
+    );
+
+    layout!(
+        notification_layout,
+        UsbfnNotification,
+        12,
+        4,
+        event => 0,
+        u => 4,
+    );
+
+    layout!(
+        interface_info_layout,
+        UsbfnInterfaceInfo,
+        12,
+        4,
+        interface_number => 0,
+        speed => 4,
+        size => 8,
+        interface_descriptor_set => 10,
+    );
+
+    layout!(
+        usb_string_layout,
+        UsbfnUsbString,
+        512,
+        2,
+        string_index => 0,
+        usb_string => 2,
+    );
+
+    // Every member of the notification's union starts at 0.
+    layout!(
+        notification_data_layout,
+        UsbfnNotificationData,
+        8,
+        4,
+        bus_speed => 0,
+        setup_packet => 0,
+        configuration_value => 0,
+        port_type => 0,
+        alternate_interface => 0,
+    );
 
     #[test]
-    fn pipe_information_layout() {
-        type T = UsbfnPipeInformation;
-        assert_eq!(size_of::<T>(), 12);
-        assert_eq!(align_of::<T>(), 4);
-        assert_eq!(offset_of!(T, ep_desc), 0);
-        assert_eq!(offset_of!(T, pipe_id), 8);
-    }
-
-    #[test]
-    fn class_interface_layout() {
-        type T = UsbfnClassInterface;
-        assert_eq!(size_of::<T>(), 196);
-        assert_eq!(align_of::<T>(), 4);
-        assert_eq!(offset_of!(T, interface_number), 0);
-        assert_eq!(offset_of!(T, pipe_count), 1);
-        assert_eq!(offset_of!(T, pipe_arr), 4);
+    fn pipe_array_size() {
         assert_eq!(
             size_of::<[UsbfnPipeInformation; MAX_NUM_USBFN_PIPES]>(),
             192
         );
-    }
-
-    #[test]
-    fn class_information_packet_layout() {
-        type T = UsbfnClassInformationPacket;
-        assert_eq!(size_of::<T>(), 748);
-        assert_eq!(align_of::<T>(), 4);
-        assert_eq!(offset_of!(T, full_speed_class_interface), 0);
-        assert_eq!(offset_of!(T, high_speed_class_interface), 196);
-        assert_eq!(offset_of!(T, interface_name), 392);
-        assert_eq!(offset_of!(T, interface_guid), 472);
-        assert_eq!(offset_of!(T, has_interface_guid), 550);
-        assert_eq!(offset_of!(T, super_speed_class_interface), 552);
-    }
-
-    #[test]
-    fn class_interface_ex_layout() {
-        type T = UsbfnClassInterfaceEx;
-        assert_eq!(size_of::<T>(), 196);
-        assert_eq!(align_of::<T>(), 4);
-        assert_eq!(offset_of!(T, base_interface_number), 0);
-        assert_eq!(offset_of!(T, interface_count), 1);
-        assert_eq!(offset_of!(T, pipe_count), 2);
-        assert_eq!(offset_of!(T, pipe_arr), 4);
-    }
-
-    #[test]
-    fn class_information_packet_ex_layout() {
-        type T = UsbfnClassInformationPacketEx;
-        assert_eq!(size_of::<T>(), 748);
-        assert_eq!(align_of::<T>(), 4);
-        assert_eq!(offset_of!(T, full_speed_class_interface_ex), 0);
-        assert_eq!(offset_of!(T, high_speed_class_interface_ex), 196);
-        assert_eq!(offset_of!(T, super_speed_class_interface_ex), 392);
-        assert_eq!(offset_of!(T, interface_name), 588);
-        assert_eq!(offset_of!(T, interface_guid), 668);
-        assert_eq!(offset_of!(T, has_interface_guid), 746);
-    }
-
-    #[test]
-    fn alternate_interface_layout() {
-        type T = AlternateInterface;
-        assert_eq!(size_of::<T>(), 4);
-        assert_eq!(align_of::<T>(), 2);
-        assert_eq!(offset_of!(T, interface_number), 0);
-        assert_eq!(offset_of!(T, alternate_interface_number), 2);
-    }
-
-    #[test]
-    fn notification_layout() {
-        assert_eq!(size_of::<UsbfnNotificationData>(), 8);
-        assert_eq!(align_of::<UsbfnNotificationData>(), 4);
-        // Every union member starts at 0.
-        assert_eq!(offset_of!(UsbfnNotificationData, bus_speed), 0);
-        assert_eq!(offset_of!(UsbfnNotificationData, setup_packet), 0);
-        assert_eq!(offset_of!(UsbfnNotificationData, configuration_value), 0);
-        assert_eq!(offset_of!(UsbfnNotificationData, port_type), 0);
-        assert_eq!(offset_of!(UsbfnNotificationData, alternate_interface), 0);
-        type T = UsbfnNotification;
-        assert_eq!(size_of::<T>(), 12);
-        assert_eq!(align_of::<T>(), 4);
-        assert_eq!(offset_of!(T, event), 0);
-        assert_eq!(offset_of!(T, u), 4);
-    }
-
-    #[test]
-    fn interface_info_layout() {
-        type T = UsbfnInterfaceInfo;
-        assert_eq!(size_of::<T>(), 12);
-        assert_eq!(align_of::<T>(), 4);
-        assert_eq!(offset_of!(T, interface_number), 0);
-        assert_eq!(offset_of!(T, speed), 4);
-        assert_eq!(offset_of!(T, size), 8);
-        assert_eq!(offset_of!(T, interface_descriptor_set), 10);
-    }
-
-    #[test]
-    fn usb_string_layout() {
-        type T = UsbfnUsbString;
-        assert_eq!(size_of::<T>(), 512);
-        assert_eq!(align_of::<T>(), 2);
-        assert_eq!(offset_of!(T, string_index), 0);
-        assert_eq!(offset_of!(T, usb_string), 2);
     }
 
     #[test]
