@@ -16,12 +16,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
+use usbfn_core::testkit::SimHost;
 use usbfn_core::{
-    BusSpeed, CompletionStatus, Device, DeviceConfig, DeviceModel, FunctionId, Handshake, PipeId,
+    BusSpeed, CompletionStatus, DeviceConfig, DeviceModel, FunctionId, Handshake, PipeId,
     TransferId, TransferRequest, Urb, UrbCompletion, UrbId,
 };
 use usbfn_wire::{Direction, SetupPacket};
@@ -397,10 +398,10 @@ struct TransferInfo {
 }
 
 struct Sim {
-    dev: Device,
-    now: Instant,
+    /// The device and the virtual clock (the core's test kit); this harness adds the
+    /// bookkeeping that checks every answer.
+    host: SimHost,
     functions: usize,
-    next_urb: u64,
     next_transfer: u64,
     urbs: BTreeMap<UrbId, UrbInfo>,
     transfers: BTreeMap<TransferId, TransferInfo>,
@@ -438,13 +439,9 @@ impl Sim {
             })
             .clone();
         let functions = model.interfaces().len();
-        let now = Instant::now();
-        let dev = Device::new(model, now).expect("the fuzz device's descriptors fit");
         Sim {
-            dev,
-            now,
+            host: SimHost::unattached(model),
             functions,
-            next_urb: 1,
             next_transfer: 1,
             urbs: BTreeMap::new(),
             transfers: BTreeMap::new(),
@@ -458,23 +455,20 @@ impl Sim {
     }
 
     fn submit(&mut self, urb: Urb) {
-        let id = UrbId(self.next_urb);
-        self.next_urb += 1;
         let max_in = match urb.setup {
             Some(s) if urb.endpoint == 0 => urb.buffer_len.min(usize::from(s.w_length)),
             _ => urb.buffer_len,
         };
-        self.urbs.insert(
-            id,
-            UrbInfo {
-                direction: urb.direction,
-                max_in,
-                out_len: urb.data.len(),
-                iso_packets: urb.iso.as_ref().map(|i| i.packets.clone()),
-            },
-        );
+        let info = UrbInfo {
+            direction: urb.direction,
+            max_in,
+            out_len: urb.data.len(),
+            iso_packets: urb.iso.as_ref().map(|i| i.packets.clone()),
+        };
         self.stats.urbs += 1;
-        self.dev.submit_urb(Urb { id, ..urb }, self.now);
+        // Completions are polled only after the op, so the record is in place in time.
+        let id = self.host.submit_new(urb);
+        self.urbs.insert(id, info);
     }
 
     fn transfer(&mut self, f: FunctionId, pipe: PipeId, request: TransferRequest) {
@@ -484,7 +478,11 @@ impl Sim {
             TransferRequest::In { data, .. } => (true, data.len()),
             TransferRequest::Out { capacity } => (false, *capacity),
         };
-        match self.dev.submit_transfer(f, id, pipe, request, self.now) {
+        match self
+            .host
+            .dev
+            .submit_transfer(f, id, pipe, request, self.host.now)
+        {
             Ok(()) => {
                 self.stats.transfers += 1;
                 self.transfers.insert(
@@ -508,11 +506,11 @@ impl Sim {
 
     fn apply(&mut self, op: &Op) {
         match *op {
-            Op::Attach => self.dev.bus_attach(self.now),
-            Op::Reset(s) => self.dev.bus_reset(speed(s), self.now),
-            Op::Detach => self.dev.bus_detach(self.now),
-            Op::Suspend => self.dev.bus_suspend(),
-            Op::Resume => self.dev.bus_resume(),
+            Op::Attach => self.host.dev.bus_attach(self.host.now),
+            Op::Reset(s) => self.host.dev.bus_reset(speed(s), self.host.now),
+            Op::Detach => self.host.dev.bus_detach(self.host.now),
+            Op::Suspend => self.host.dev.bus_suspend(),
+            Op::Resume => self.host.dev.bus_resume(),
             Op::Control {
                 setup,
                 buffer_len,
@@ -525,31 +523,15 @@ impl Sim {
                 } else {
                     Bytes::new()
                 };
+                // The buffer is fuzzed apart from wLength, on purpose.
                 self.submit(Urb {
-                    id: UrbId(0),
-                    endpoint: 0,
-                    direction,
-                    setup: Some(setup),
                     buffer_len: usize::from(buffer_len),
-                    data,
-                    short_not_ok: false,
-                    zero_packet: false,
-                    iso: None,
+                    ..Urb::control(UrbId(0), setup, data)
                 });
             }
             Op::SetConfiguration(value) => {
-                let setup = SetupPacket::from_bytes([0x00, 0x09, value, 0, 0, 0, 0, 0]);
-                self.submit(Urb {
-                    id: UrbId(0),
-                    endpoint: 0,
-                    direction: Direction::Out,
-                    setup: Some(setup),
-                    buffer_len: 0,
-                    data: Bytes::new(),
-                    short_not_ok: false,
-                    zero_packet: false,
-                    iso: None,
-                });
+                let setup = SetupPacket::set_configuration(value);
+                self.submit(Urb::control(UrbId(0), setup, Bytes::new()));
             }
             Op::Data {
                 ep,
@@ -563,16 +545,16 @@ impl Sim {
                     Direction::Out
                 };
                 let len = usize::from(len);
+                let ep = ep % 17;
+                let urb = match direction {
+                    Direction::In => Urb::bulk_in(UrbId(0), ep, len),
+                    Direction::Out => Urb::bulk_out(UrbId(0), ep, pattern(len)),
+                };
                 self.submit(Urb {
-                    id: UrbId(0),
-                    endpoint: ep % 17,
-                    direction,
-                    setup: None,
-                    buffer_len: len,
-                    data: if dir_in { Bytes::new() } else { pattern(len) },
                     short_not_ok: flags & 1 != 0,
                     zero_packet: flags & 2 != 0,
                     iso: (flags & 4 != 0).then(|| iso_packets(len, 8)),
+                    ..urb
                 });
             }
             Op::Unlink(n) => {
@@ -586,7 +568,7 @@ impl Sim {
                 };
                 match target {
                     Some(id) => {
-                        if self.dev.unlink_urb(id, self.now) {
+                        if self.host.dev.unlink_urb(id, self.host.now) {
                             self.urbs.remove(&id);
                             self.stats.unlinked += 1;
                         } else {
@@ -597,20 +579,21 @@ impl Sim {
                         }
                     }
                     None => {
-                        let never = UrbId(self.next_urb + 1_000_000);
+                        // An ID the host allocates but never submits.
+                        let never = self.host.id();
                         assert!(
-                            !self.dev.unlink_urb(never, self.now),
+                            !self.host.dev.unlink_urb(never, self.host.now),
                             "unlinked a URB never submitted"
                         );
                     }
                 }
             }
             Op::Activate(f) => {
-                let r = self.dev.activate(self.function(f));
+                let r = self.host.dev.activate(self.function(f));
                 self.refused(r);
             }
             Op::Deactivate(f) => {
-                let r = self.dev.deactivate(self.function(f), self.now);
+                let r = self.host.dev.deactivate(self.function(f), self.host.now);
                 self.refused(r);
             }
             Op::TransferIn {
@@ -646,7 +629,7 @@ impl Sim {
                 };
                 match target {
                     Some(id) => {
-                        if self.dev.cancel_transfer(id) {
+                        if self.host.dev.cancel_transfer(id) {
                             if let Some(t) = self.transfers.get_mut(&id) {
                                 t.cancelled = true;
                             }
@@ -660,7 +643,7 @@ impl Sim {
                     None => {
                         let never = TransferId(self.next_transfer + 1_000_000);
                         assert!(
-                            !self.dev.cancel_transfer(never),
+                            !self.host.dev.cancel_transfer(never),
                             "cancelled a transfer never submitted"
                         );
                     }
@@ -672,9 +655,10 @@ impl Sim {
                 } else {
                     Handshake::Out
                 };
-                let r = self
-                    .dev
-                    .control_handshake(self.function(function), which, self.now);
+                let r =
+                    self.host
+                        .dev
+                        .control_handshake(self.function(function), which, self.host.now);
                 self.refused(r);
             }
             Op::SetPipeState {
@@ -682,16 +666,17 @@ impl Sim {
                 pipe,
                 stall,
             } => {
-                let r = self.dev.set_pipe_state(
+                let r = self.host.dev.set_pipe_state(
                     self.function(function),
                     PipeId(u32::from(pipe)),
                     stall,
-                    self.now,
+                    self.host.now,
                 );
                 self.refused(r);
             }
             Op::GetPipeState { function, pipe } => {
                 let r = self
+                    .host
                     .dev
                     .get_pipe_state(self.function(function), PipeId(u32::from(pipe)));
                 self.refused(r);
@@ -700,19 +685,24 @@ impl Sim {
                 let text: String = (0..len)
                     .map(|i| if i % 7 == 6 { '\u{1F50C}' } else { 'a' })
                     .collect();
-                let r = self.dev.register_string(index, &text);
+                let r = self.host.dev.register_string(index, &text);
                 self.refused(r);
             }
             Op::Advance(ms) => {
-                self.now += Duration::from_millis(u64::from(ms));
-                if self.dev.poll_timeout().is_some_and(|d| d <= self.now) {
-                    self.dev.handle_timeout(self.now);
+                self.host.now += Duration::from_millis(u64::from(ms));
+                if self
+                    .host
+                    .dev
+                    .poll_timeout()
+                    .is_some_and(|d| d <= self.host.now)
+                {
+                    self.host.dev.handle_timeout(self.host.now);
                 }
             }
             Op::PollEvents(f) => {
                 let f = self.function(f);
                 let mut n = 0usize;
-                while let Some(e) = self.dev.poll_event(f) {
+                while let Some(e) = self.host.dev.poll_event(f) {
                     n += 1;
                     if matches!(e, usbfn_core::BusEvent::SetupPacket(_)) {
                         self.stats.setups_forwarded += 1;
@@ -729,9 +719,9 @@ impl Sim {
                 number,
                 speed: s,
             } => {
-                let r = self.dev.class_info(self.function(function));
+                let r = self.host.dev.class_info(self.function(function));
                 self.refused(r);
-                let r = self.dev.interface_descriptor_set(number, speed(s));
+                let r = self.host.dev.interface_descriptor_set(number, speed(s));
                 self.refused(r);
             }
         }
@@ -739,10 +729,10 @@ impl Sim {
 
     /// Poll every output and check it against what is outstanding.
     fn drain(&mut self) {
-        while let Some(c) = self.dev.poll_urb_completion() {
+        while let Some(c) = self.host.dev.poll_urb_completion() {
             self.check_urb(&c);
         }
-        while let Some(c) = self.dev.poll_transfer_completion() {
+        while let Some(c) = self.host.dev.poll_transfer_completion() {
             let Some(t) = self.transfers.remove(&c.id) else {
                 panic!("completion for a transfer that is not outstanding: {c:?}");
             };
@@ -769,7 +759,7 @@ impl Sim {
                 );
             }
         }
-        while self.dev.poll_bus_request().is_some() {}
+        while self.host.dev.poll_bus_request().is_some() {}
     }
 
     fn check_urb(&mut self, c: &UrbCompletion) {
@@ -825,10 +815,10 @@ impl Sim {
 
     fn finish(mut self) -> Stats {
         // A bus reset ends everything: nothing may stay outstanding.
-        self.dev.bus_reset(BusSpeed::High, self.now);
+        self.host.dev.bus_reset(BusSpeed::High, self.host.now);
         self.drain();
         for f in 0..self.functions {
-            let _ = self.dev.deactivate(FunctionId(f), self.now);
+            let _ = self.host.dev.deactivate(FunctionId(f), self.host.now);
         }
         self.drain();
         assert!(

@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use usbfn::functions::gadget_zero;
+use usbfn_core::testkit::SimHost;
 use usbfn_core::{
-    BusSpeed, Device, DeviceModel, FunctionId, PipeId, TransferId, TransferRequest, Urb, UrbId,
+    BusSpeed, DeviceModel, FunctionId, PipeId, TransferId, TransferRequest, Urb, UrbId,
 };
 use usbfn_usbip::proto::{
     CmdSubmit, Command, Direction, Limits, RetSubmit, ServerCodec, SubmitInfo, TransferFlags,
@@ -61,8 +62,8 @@ struct Outstanding {
 }
 
 struct Harness {
-    dev: Device,
-    now: Instant,
+    /// The device and the virtual clock (the core's test kit).
+    host: SimHost,
     speed: BusSpeed,
     frame: Duration,
     interval_frames: u32,
@@ -100,15 +101,15 @@ pub fn run(data: &[u8]) {
             }
             2 => {
                 let Some(us) = s.u16() else { break };
-                h.now += Duration::from_micros(u64::from(us) * 16);
-                h.dev.handle_timeout(h.now);
+                h.host.now += Duration::from_micros(u64::from(us) * 16);
+                h.host.dev.handle_timeout(h.host.now);
             }
             3 | 4 => {
                 let Some(len) = s.u16() else { break };
                 h.transfer(op % 6 == 3, usize::from(len) % 20_000);
             }
             _ => {
-                h.dev.bus_reset(speed, h.now);
+                h.host.dev.bus_reset(speed, h.host.now);
                 h.drain();
                 assert!(h.urbs.is_empty(), "URBs left after a bus reset");
                 h.configure();
@@ -117,10 +118,10 @@ pub fn run(data: &[u8]) {
         h.drain();
     }
     // Let the clock run out, then detach: nothing may stay unanswered.
-    h.now += Duration::from_secs(10);
-    h.dev.handle_timeout(h.now);
+    h.host.now += Duration::from_secs(10);
+    h.host.dev.handle_timeout(h.host.now);
     h.drain();
-    h.dev.bus_detach(h.now);
+    h.host.dev.bus_detach(h.host.now);
     h.drain();
     assert!(
         h.urbs.is_empty(),
@@ -131,12 +132,8 @@ pub fn run(data: &[u8]) {
 
 impl Harness {
     fn new(model: DeviceModel, speed: BusSpeed, options: &gadget_zero::Options) -> Self {
-        let now = Instant::now();
-        let mut dev = Device::new(model, now).expect("Gadget Zero's descriptors fit");
-        dev.activate(FunctionId(0)).expect("activate");
-        dev.bus_attach(now);
-        dev.bus_reset(speed, now);
-        let info = dev.class_info(FunctionId(0)).expect("class info");
+        let host = SimHost::from_model(model, speed);
+        let info = host.dev.class_info(FunctionId(0)).expect("class info");
         let pipe = |address: u8| {
             info.at(speed)
                 .pipes
@@ -147,8 +144,7 @@ impl Harness {
         let pipes = [pipe(gadget_zero::ISO_IN), pipe(gadget_zero::ISO_OUT)];
         let frame = usbfn_core::frame_duration(speed);
         let mut h = Harness {
-            dev,
-            now,
+            host,
             speed,
             frame,
             interval_frames: 1 << (options.isoc_interval - 1),
@@ -161,34 +157,13 @@ impl Harness {
         h
     }
 
-    /// SET_CONFIGURATION(1), SET_INTERFACE(0, 1), answered by the core at once.
+    /// SET_CONFIGURATION(1), SET_INTERFACE(0, 1), answered by the core at once (nothing else
+    /// is outstanding: this runs first and after a bus reset).
     fn configure(&mut self) {
-        for setup in [
-            usbfn_wire::SetupPacket::set_configuration(1),
-            usbfn_wire::SetupPacket::set_interface(0, 1),
-        ] {
-            let id = UrbId(u64::MAX);
-            self.dev.submit_urb(
-                Urb {
-                    id,
-                    endpoint: 0,
-                    direction: usbfn_wire::Direction::Out,
-                    setup: Some(setup),
-                    buffer_len: 0,
-                    data: Bytes::new(),
-                    short_not_ok: false,
-                    zero_packet: false,
-                    iso: None,
-                },
-                self.now,
-            );
-            while let Some(c) = self.dev.poll_urb_completion() {
-                if c.id != id {
-                    self.check(c);
-                }
-            }
-        }
-        while self.dev.poll_event(FunctionId(0)).is_some() {}
+        self.host.set_configuration(1);
+        self.host
+            .control_now(usbfn_wire::SetupPacket::set_interface(0, 1), &[]);
+        self.host.drain_events(FunctionId(0));
     }
 
     fn submit(&mut self, s: &mut Script<'_>) -> Option<()> {
@@ -281,7 +256,7 @@ impl Harness {
         let not_before = (cmd.ep == 2 && cmd.transfer_flags.contains(TransferFlags::ISO_ASAP))
             .then(|| {
                 let frames = cmd.iso.len() as u32 * self.interval_frames;
-                self.now + self.frame * frames
+                self.host.now + self.frame * frames
             })
             .filter(|_| !cmd.iso.is_empty() && request.is_some());
         let urb = Urb {
@@ -307,7 +282,7 @@ impl Harness {
                 not_before,
             },
         );
-        self.dev.submit_urb(urb, self.now);
+        self.host.dev.submit_urb(urb, self.host.now);
     }
 
     fn unlink(&mut self, pick: u8) {
@@ -317,7 +292,7 @@ impl Harness {
         }
         ids.sort_unstable();
         let id = ids[usize::from(pick) % ids.len()];
-        if self.dev.unlink_urb(UrbId(id), self.now) {
+        if self.host.dev.unlink_urb(UrbId(id), self.host.now) {
             self.urbs.remove(&id);
         }
     }
@@ -335,17 +310,18 @@ impl Harness {
             TransferRequest::Out { capacity: len }
         };
         let _ = self
+            .host
             .dev
-            .submit_transfer(FunctionId(0), id, pipe, request, self.now);
+            .submit_transfer(FunctionId(0), id, pipe, request, self.host.now);
     }
 
     fn drain(&mut self) {
-        while let Some(c) = self.dev.poll_urb_completion() {
+        while let Some(c) = self.host.dev.poll_urb_completion() {
             self.check(c);
         }
-        while self.dev.poll_transfer_completion().is_some() {}
-        while self.dev.poll_event(FunctionId(0)).is_some() {}
-        while self.dev.poll_bus_request().is_some() {}
+        while self.host.dev.poll_transfer_completion().is_some() {}
+        while self.host.dev.poll_event(FunctionId(0)).is_some() {}
+        while self.host.dev.poll_bus_request().is_some() {}
     }
 
     fn check(&mut self, c: usbfn_core::UrbCompletion) {
@@ -356,9 +332,9 @@ impl Harness {
             && let Some(t) = u.not_before
         {
             assert!(
-                self.now >= t,
+                self.host.now >= t,
                 "iso URB completed before the bus time of its packets ({:?} early, {:?})",
-                t - self.now,
+                t - self.host.now,
                 self.speed
             );
         }

@@ -61,6 +61,19 @@ impl SimHost {
         host
     }
 
+    /// A device from `model`, not attached and with no interface activated: for scripts that
+    /// drive every bus and service input themselves (the `core_events` fuzz target).
+    ///
+    /// # Panics
+    ///
+    /// When a descriptor does not fit.
+    #[allow(clippy::expect_used)] // a test kit
+    pub fn unattached(model: DeviceModel) -> Self {
+        let now = Instant::now();
+        let dev = Device::new(model, now).expect("descriptors fit");
+        SimHost { dev, now, next: 1 }
+    }
+
     /// Move the virtual clock on by `by` and let due timers fire.
     pub fn advance(&mut self, by: Duration) {
         self.now += by;
@@ -73,16 +86,21 @@ impl SimHost {
         UrbId(self.next)
     }
 
-    /// Submit `urb` now.
+    /// Submit `urb` now, as it is (its ID included).
     pub fn submit(&mut self, urb: Urb) {
         self.dev.submit_urb(urb, self.now);
     }
 
+    /// Submit `urb` now under a fresh ID (whatever `urb.id` held); that ID.
+    pub fn submit_new(&mut self, urb: Urb) -> UrbId {
+        let id = self.id();
+        self.submit(Urb { id, ..urb });
+        id
+    }
+
     /// Submit a control URB; its ID.
     pub fn control(&mut self, setup: SetupPacket, data: &[u8]) -> UrbId {
-        let id = self.id();
-        self.submit(Urb::control(id, setup, Bytes::copy_from_slice(data)));
-        id
+        self.submit_new(Urb::control(UrbId(0), setup, Bytes::copy_from_slice(data)))
     }
 
     /// A control transfer the core answers by itself, at once.
@@ -110,16 +128,12 @@ impl SimHost {
 
     /// Submit a bulk or interrupt IN URB; its ID.
     pub fn bulk_in(&mut self, ep: u8, len: usize) -> UrbId {
-        let id = self.id();
-        self.submit(Urb::bulk_in(id, ep, len));
-        id
+        self.submit_new(Urb::bulk_in(UrbId(0), ep, len))
     }
 
     /// Submit a bulk or interrupt OUT URB; its ID.
     pub fn bulk_out(&mut self, ep: u8, data: Bytes) -> UrbId {
-        let id = self.id();
-        self.submit(Urb::bulk_out(id, ep, data));
-        id
+        self.submit_new(Urb::bulk_out(UrbId(0), ep, data))
     }
 
     /// Every event queued for `f`.

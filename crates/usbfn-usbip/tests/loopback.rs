@@ -14,9 +14,7 @@ use usbfn::{BusSpeed, Controller, DeviceConfig};
 use usbfn_usbip::client::{self, ClientError, ImportedDevice, Urb};
 use usbfn_usbip::proto::errno;
 use usbfn_usbip::server::Server;
-use usbfn_wire::{
-    Direction, FeatureSelector, Recipient, RequestType, SetupPacket, StandardRequest,
-};
+use usbfn_wire::{Direction, FeatureSelector, Recipient, RequestType, SetupPacket};
 
 const IDLE: &str = r#"
     [device]
@@ -208,27 +206,11 @@ async fn halt_and_clear_halt() {
     let fx = start(BusSpeed::High, gadget_zero::Pattern::Zeros).await;
     let dev = fx.import("1-1").await;
     dev.set_configuration(1).await.expect("configure");
-    let halt = SetupPacket::new(
-        Direction::Out,
-        RequestType::Standard,
-        Recipient::Endpoint,
-        StandardRequest::SET_FEATURE.0,
-        FeatureSelector::ENDPOINT_HALT.0,
-        0x81,
-        0,
-    );
+    let halt = SetupPacket::set_feature(Recipient::Endpoint, FeatureSelector::ENDPOINT_HALT, 0x81);
     dev.control_out(halt, Bytes::new()).await.expect("set halt");
     let c = dev.submit(Urb::bulk_in(1, 512)).await.expect("submit");
     assert_eq!(c.status, -errno::EPIPE);
-    let status = SetupPacket::new(
-        Direction::In,
-        RequestType::Standard,
-        Recipient::Endpoint,
-        StandardRequest::GET_STATUS.0,
-        0,
-        0x81,
-        2,
-    );
+    let status = SetupPacket::get_status(Recipient::Endpoint, 0x81);
     assert_eq!(&dev.control_in(status).await.expect("status")[..], &[1, 0]);
     dev.clear_halt(0x81).await.expect("clear");
     assert_eq!(&dev.control_in(status).await.expect("status")[..], &[0, 0]);
@@ -248,15 +230,7 @@ async fn pending_in_waits_and_unlinks() {
     let pending = dev.submit_handle(Urb::bulk_in(1, 512)).expect("submit");
     let seqnum = pending.seqnum();
     // Meanwhile the control pipe keeps flowing.
-    let status = SetupPacket::new(
-        Direction::In,
-        RequestType::Standard,
-        Recipient::Device,
-        StandardRequest::GET_STATUS.0,
-        0,
-        0,
-        2,
-    );
+    let status = SetupPacket::get_status(Recipient::Device, 0);
     dev.control_in(status)
         .await
         .expect("control while IN pending");

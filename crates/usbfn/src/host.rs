@@ -1,5 +1,10 @@
 //! An in-process host: submits URBs straight into a [`Controller`], for tests, examples and
 //! benchmarks that need a host without sockets.
+//!
+//! It is a bus on real tasks (a [`BusPort`] like USB/IP's and usbredir's), so it runs in real
+//! time; for the sans-IO core in virtual time use `usbfn_core::testkit::SimHost`. Both build
+//! their URBs with the same constructors ([`Urb::control`], [`Urb::bulk_in`],
+//! [`Urb::bulk_out`]) and standard requests with [`SetupPacket`]'s.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,7 +15,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 use usbfn_core::{BusSpeed, CompletionStatus, Urb, UrbCompletion, UrbId};
-use usbfn_wire::{DescriptorType, Direction, Recipient, RequestType, SetupPacket, StandardRequest};
+use usbfn_wire::{DescriptorType, SetupPacket};
 
 use crate::Error;
 use crate::controller::{BusOutput, BusPort, Controller, IdMap};
@@ -141,29 +146,13 @@ impl Host {
         index: u8,
         len: u16,
     ) -> Result<Bytes, Error> {
-        let setup = SetupPacket::new(
-            Direction::In,
-            RequestType::Standard,
-            Recipient::Device,
-            StandardRequest::GET_DESCRIPTOR.0,
-            u16::from(kind.0) << 8 | u16::from(index),
-            0,
-            len,
-        );
+        let setup = SetupPacket::get_descriptor(kind, index, 0, len);
         self.control(setup, Bytes::new()).await
     }
 
     /// SET_CONFIGURATION.
     pub async fn set_configuration(&self, value: u8) -> Result<(), Error> {
-        let setup = SetupPacket::new(
-            Direction::Out,
-            RequestType::Standard,
-            Recipient::Device,
-            StandardRequest::SET_CONFIGURATION.0,
-            u16::from(value),
-            0,
-            0,
-        );
+        let setup = SetupPacket::set_configuration(value);
         self.control(setup, Bytes::new()).await.map(|_| ())
     }
 

@@ -13,7 +13,7 @@ use usbfn::host::{Host, UrbFuture};
 use usbfn::{BusSpeed, CompletionStatus, Controller};
 use usbfn_usbip::client::{self, ImportedDevice, PendingUrb, Urb};
 use usbfn_usbip::server::Server;
-use usbfn_wire::{Direction, Recipient, RequestType, SetupPacket, StandardRequest};
+use usbfn_wire::{DescriptorType, Direction, Recipient, RequestType, SetupPacket};
 
 use super::stats::{Latency, process_cpu_seconds};
 use super::tcp::Moved;
@@ -248,15 +248,7 @@ impl Target {
             (vendor(Direction::In, gadget_zero::REQUEST_READ, 64), 64)
         } else {
             (
-                SetupPacket::new(
-                    Direction::In,
-                    RequestType::Standard,
-                    Recipient::Device,
-                    StandardRequest::GET_DESCRIPTOR.0,
-                    0x0100,
-                    0,
-                    18,
-                ),
+                SetupPacket::get_descriptor(DescriptorType::DEVICE, 0, 0, 18),
                 18,
             )
         };

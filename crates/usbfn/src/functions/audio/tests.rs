@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use usbfn_core::{BusSpeed, CompletionStatus, IsoPacket, IsoRequest, Urb, UrbId};
-use usbfn_wire::{Direction, Recipient, RequestType, SetupPacket, StandardRequest};
+use usbfn_wire::{Direction, Recipient, RequestType, SetupPacket};
 
 use super::control::{CUR, RANGE};
 use super::descriptors::{MIC_CLOCK, SPEAKER_FU};
@@ -52,17 +52,9 @@ fn iso_urb(endpoint: u8, direction: Direction, packets: usize, len: usize, data:
     }
 }
 
-async fn set_interface(host: &Host, interface: u16, alternate: u16) {
+async fn set_interface(host: &Host, interface: u8, alternate: u8) {
     host.control(
-        SetupPacket::new(
-            Direction::Out,
-            RequestType::Standard,
-            Recipient::Interface,
-            StandardRequest::SET_INTERFACE.0,
-            alternate,
-            interface,
-            0,
-        ),
+        SetupPacket::set_interface(interface, alternate),
         Bytes::new(),
     )
     .await

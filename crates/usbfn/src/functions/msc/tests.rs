@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use usbfn_core::CompletionStatus;
-use usbfn_wire::{Direction, Recipient, RequestType, SetupPacket, StandardRequest};
+use usbfn_wire::{Direction, FeatureSelector, Recipient, RequestType, SetupPacket};
 
 use super::bot::{Cbw, Csw, Expect, Status};
 use crate::functions::{Function, StartError, device_config, start_all};
@@ -73,14 +73,10 @@ async fn rig(images: &[(&str, usize, &str)]) -> Rig {
 }
 
 fn clear_halt(ep: u8) -> SetupPacket {
-    SetupPacket::new(
-        Direction::Out,
-        RequestType::Standard,
+    SetupPacket::clear_feature(
         Recipient::Endpoint,
-        StandardRequest::CLEAR_FEATURE.0,
-        0,
+        FeatureSelector::ENDPOINT_HALT,
         u16::from(ep),
-        0,
     )
 }
 

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use usbfn_wire::{DescriptorType, Direction, Recipient, RequestType, SetupPacket, StandardRequest};
+use usbfn_wire::{DescriptorType, Direction, Recipient, RequestType, SetupPacket};
 
 use super::control::request;
 use super::ntb::{self, InLayout, NtbBuilder, NtbFormat};
@@ -22,16 +22,8 @@ fn class(dir: Direction, req: u8, value: u16, len: u16) -> SetupPacket {
     )
 }
 
-fn set_interface(iface: u16, alt: u16) -> SetupPacket {
-    SetupPacket::new(
-        Direction::Out,
-        RequestType::Standard,
-        Recipient::Interface,
-        StandardRequest::SET_INTERFACE.0,
-        alt,
-        iface,
-        0,
-    )
+fn set_interface(iface: u8, alt: u8) -> SetupPacket {
+    SetupPacket::set_interface(iface, alt)
 }
 
 /// An ARP request from the host (`host_mac`, 192.168.7.2) for 192.168.7.1.
