@@ -26,14 +26,16 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::RwLock;
-use usbfn::functions::gadget_zero;
 use usbfn::{BusSpeed, Controller, DeviceConfig};
-use usbfn_usbip::client::{self, ImportedDevice, Urb};
+use usbfn_usbip::client::{self, Urb};
 use usbfn_usbip::proto::{
     ClientCodec, CmdSubmit, CmdUnlink, Direction, IsoPacketDescriptor, Limits, Reply,
     TransferFlags, errno,
 };
 use usbfn_usbip::server::{Server, ServerOptions};
+
+mod common;
+use common::{Fixture, STEP, Setup, assert_no_panics, count_panics};
 
 /// Taken for writing by tests that measure memory or load the machine.
 static EXCLUSIVE: RwLock<()> = RwLock::const_new(());
@@ -42,109 +44,15 @@ static EXCLUSIVE: RwLock<()> = RwLock::const_new(());
 const GZ: u32 = 0x0001_0002;
 const IDLE_DEV: u32 = 0x0001_0003;
 
-/// How long any single step may take before the test fails (generous for a loaded 2-core CI).
-const STEP: Duration = Duration::from_secs(20);
-
-const IDLE: &str = r#"
-    [device]
-    vendor_id = 0x1209
-    product_id = 0x0002
-    [[interfaces]]
-    name = "idle"
-    endpoints = [{ direction = "in", type = "bulk" }, { direction = "in", type = "interrupt", max_packet = 8 }]
-"#;
-
-struct Fixture {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-    _idle: usbfn::Interface,
-}
-
-/// Panics anywhere in this process, connection tasks included (tokio catches those, so the
-/// server would go on and hide them): counted by a hook and checked at every shutdown.
-static PANICS: AtomicU64 = AtomicU64::new(0);
-
-fn count_panics() {
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            PANICS.fetch_add(1, Ordering::Relaxed);
-            default(info);
-        }));
-    });
-}
-
 async fn start(options: ServerOptions) -> Fixture {
-    count_panics();
-    let gz = Controller::new(&gadget_zero::config()).expect("gadget zero");
-    let iface = gz.open(gadget_zero::INTERFACE_NAME).expect("open");
-    tokio::spawn(gadget_zero::run(iface, gadget_zero::Options::default()));
-    let idle = Controller::new(&DeviceConfig::from_toml(IDLE).expect("toml")).expect("idle");
-    let idle_iface = idle.open("idle").expect("open idle");
-    idle_iface.activate_bus().expect("activate");
-    let mut builder = Server::builder();
-    builder.export(gz.clone(), BusSpeed::High).expect("export");
-    builder.export(idle, BusSpeed::High).expect("export");
-    builder.options(options);
-    let server = builder.build();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let mut ready = gz.ready_watch();
-    tokio::time::timeout(STEP, ready.wait_for(|r| *r))
-        .await
-        .expect("gadget zero ready in time")
-        .expect("watch");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        server
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    Fixture {
-        addr,
-        stop: Some(stop),
-        server,
-        _idle: idle_iface,
-    }
+    common::start(Setup {
+        server: options,
+        ..Setup::default()
+    })
+    .await
 }
 
 impl Fixture {
-    /// Stop the server: it must close every connection and return cleanly.
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(STEP, &mut self.server)
-            .await
-            .expect("server stops in time")
-            .expect("server task did not panic")
-            .expect("serve ok");
-        assert_eq!(
-            PANICS.load(Ordering::Relaxed),
-            0,
-            "a task panicked (see above)"
-        );
-    }
-
-    /// Import `busid` with our client, retrying while the previous host is being released.
-    async fn import(&self, busid: &str) -> ImportedDevice {
-        let deadline = Instant::now() + STEP;
-        loop {
-            match client::import(self.addr, busid).await {
-                Ok(d) => return d,
-                // Busy while the server releases the previous host.
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("import {busid}: {e}"),
-            }
-        }
-    }
-
     /// Gadget Zero still enumerates and streams.
     async fn gz_works(&self) {
         let dev = self.import("1-1").await;
@@ -1742,11 +1650,7 @@ async fn service_that_goes_away_disconnects_the_host() {
             .expect("join")
             .expect("serve");
     }
-    assert_eq!(
-        PANICS.load(Ordering::Relaxed),
-        0,
-        "a task panicked (see above)"
-    );
+    assert_no_panics();
     fault(20);
     report("service_that_goes_away_disconnects_the_host", 20);
 }

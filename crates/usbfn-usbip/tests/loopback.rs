@@ -8,105 +8,26 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+use usbfn::BusSpeed;
 use usbfn::functions::gadget_zero;
-use usbfn::{BusSpeed, Controller, DeviceConfig};
-use usbfn_usbip::client::{self, ClientError, ImportedDevice, Urb};
+use usbfn_usbip::client::{self, ClientError, Urb};
 use usbfn_usbip::proto::errno;
-use usbfn_usbip::server::Server;
-use usbfn_wire::{Direction, FeatureSelector, Recipient, RequestType, SetupPacket};
+use usbfn_wire::{Direction, FeatureSelector, Recipient, SetupPacket};
 
-const IDLE: &str = r#"
-    [device]
-    vendor_id = 0x1209
-    product_id = 0x0002
-    [[interfaces]]
-    name = "idle"
-    endpoints = [{ direction = "in", type = "bulk" }, { direction = "in", type = "interrupt", max_packet = 8 }]
-"#;
-
-struct Fixture {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-    _idle: usbfn::Interface,
-}
+mod common;
+use common::{Fixture, Setup, vendor};
 
 async fn start(speed: BusSpeed, pattern: gadget_zero::Pattern) -> Fixture {
-    let gz = Controller::new(&gadget_zero::config()).expect("gadget zero");
-    let iface = gz.open(gadget_zero::INTERFACE_NAME).expect("open");
-    let options = gadget_zero::Options {
-        pattern,
-        ..Default::default()
-    };
-    tokio::spawn(gadget_zero::run(iface, options));
-    let idle = Controller::new(&DeviceConfig::from_toml(IDLE).expect("toml")).expect("idle device");
-    let idle_iface = idle.open("idle").expect("open idle");
-    idle_iface.activate_bus().expect("activate");
-    let mut builder = Server::builder();
-    assert_eq!(
-        builder.export(gz.clone(), speed).expect("export").as_str(),
-        "1-1"
-    );
-    assert_eq!(
-        builder
-            .export(idle, BusSpeed::High)
-            .expect("export")
-            .as_str(),
-        "1-2"
-    );
-    let server = builder.build();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // Gadget Zero activates from its own task: wait until it has.
-    let mut ready = gz.ready_watch();
-    tokio::time::timeout(Duration::from_secs(5), ready.wait_for(|r| *r))
-        .await
-        .expect("ready in time")
-        .expect("watch");
-    let server = tokio::spawn(async move {
-        server
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    Fixture {
-        addr,
-        stop: Some(stop),
-        server,
-        _idle: idle_iface,
-    }
-}
-
-impl Fixture {
-    async fn import(&self, busid: &str) -> ImportedDevice {
-        client::import(self.addr, busid).await.expect("import")
-    }
-
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(5), &mut self.server)
-            .await
-            .expect("server stops")
-            .expect("join")
-            .expect("serve ok");
-    }
-}
-
-fn vendor(dir: Direction, request: u8, len: u16) -> SetupPacket {
-    SetupPacket::new(
-        dir,
-        RequestType::Vendor,
-        Recipient::Device,
-        request,
-        0,
-        0,
-        len,
-    )
+    common::start(Setup {
+        speed: Some(speed),
+        gadget_zero: gadget_zero::Options {
+            pattern,
+            ..Default::default()
+        },
+        ..Setup::default()
+    })
+    .await
 }
 
 #[tokio::test]
