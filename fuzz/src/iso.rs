@@ -25,9 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use usbfn::functions::gadget_zero;
 use usbfn_core::testkit::SimHost;
-use usbfn_core::{
-    BusSpeed, DeviceModel, FunctionId, PipeId, TransferId, TransferRequest, Urb, UrbId,
-};
+use usbfn_core::{BusSpeed, DeviceModel, FunctionId, PipeId, TransferId, TransferRequest, UrbId};
 use usbfn_usbip::proto::{
     CmdSubmit, Command, Direction, Limits, RetSubmit, ServerCodec, SubmitInfo, TransferFlags,
 };
@@ -242,16 +240,7 @@ impl Harness {
             return; // a reused seqnum: the server refuses those before the core
         }
         let request = iso::iso_request(&cmd);
-        let record = SubmittedUrb {
-            seqnum: cmd.seqnum,
-            direction: cmd.direction,
-            ep: cmd.ep,
-            setup: cmd.setup,
-            transfer_buffer_length: cmd.transfer_buffer_length,
-            number_of_packets: cmd.number_of_packets,
-            transfer_flags: cmd.transfer_flags.0,
-            iso: cmd.iso.clone(),
-        };
+        let record = SubmittedUrb::of(&cmd);
         // An ASAP iso URB to the iso endpoint cannot complete before its packets' bus time.
         let not_before = (cmd.ep == 2 && cmd.transfer_flags.contains(TransferFlags::ISO_ASAP))
             .then(|| {
@@ -259,21 +248,8 @@ impl Harness {
                 self.host.now + self.frame * frames
             })
             .filter(|_| !cmd.iso.is_empty() && request.is_some());
-        let urb = Urb {
-            id: UrbId(id),
-            endpoint: cmd.ep,
-            direction: if cmd.direction.is_in() {
-                usbfn_wire::Direction::In
-            } else {
-                usbfn_wire::Direction::Out
-            },
-            setup: None,
-            buffer_len: usize::try_from(cmd.transfer_buffer_length).unwrap_or(usize::MAX),
-            data: cmd.data.clone(),
-            short_not_ok: false,
-            zero_packet: false,
-            iso: request,
-        };
+        let urb = usbfn_usbip::server::core_urb(cmd.clone());
+        debug_assert_eq!(urb.id, UrbId(id));
         self.urbs.insert(
             id,
             Outstanding {

@@ -11,16 +11,15 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use usbfn::{BusOutput, BusPort, CompletionStatus, Error as UsbfnError, UrbCompletion};
-use usbfn_core::{Urb, UrbId};
-use usbfn_wire::SetupPacket;
+use usbfn_core::UrbId;
 
 use super::flow::{Early, EarlyUnlinks, Refusal, Window};
 use super::replies::{Replies, Reply};
 use super::{Export, Server, SubmittedUrb};
 use crate::batch::WriteBatch;
 use crate::proto::{
-    CmdSubmit, CmdUnlink, Command, Direction, OpReply, OpRequest, OpStatus, ProtoError, RetUnlink,
-    ServerCodec, TransferFlags, UsbDevice, errno,
+    CmdSubmit, CmdUnlink, Command, OpReply, OpRequest, OpStatus, ProtoError, RetUnlink,
+    ServerCodec, UsbDevice, errno,
 };
 
 /// Why a connection ended.
@@ -418,16 +417,7 @@ impl<R> ReadCtx<R> {
             };
             return Ok(self.tell_writer(ToWriter::Answered(ret)).await);
         }
-        let record = SubmittedUrb {
-            seqnum: cmd.seqnum,
-            direction: cmd.direction,
-            ep: cmd.ep,
-            setup: cmd.setup,
-            transfer_buffer_length: cmd.transfer_buffer_length,
-            number_of_packets: cmd.number_of_packets,
-            transfer_flags: cmd.transfer_flags.0,
-            iso: cmd.iso.clone(),
-        };
+        let record = SubmittedUrb::of(&cmd);
         loop {
             match self.window.try_accept(&record) {
                 Ok(()) => break,
@@ -475,25 +465,7 @@ impl<R> ReadCtx<R> {
             self.port.answer(c);
             return Ok(true);
         }
-        let direction = match cmd.direction {
-            Direction::In => usbfn_wire::Direction::In,
-            Direction::Out => usbfn_wire::Direction::Out,
-        };
-        let setup = (cmd.ep == 0).then(|| SetupPacket::from_bytes(cmd.setup));
-        let buffer_len = crate::usize_from(cmd.transfer_buffer_length);
-        let flags = cmd.transfer_flags;
-        let iso = super::iso::iso_request(&cmd);
-        self.port.submit(Urb {
-            id: UrbId(u64::from(cmd.seqnum)),
-            endpoint: cmd.ep,
-            direction,
-            setup,
-            buffer_len,
-            data: cmd.data,
-            short_not_ok: flags.contains(TransferFlags::SHORT_NOT_OK),
-            zero_packet: flags.contains(TransferFlags::ZERO_PACKET),
-            iso,
-        });
+        self.port.submit(super::core_urb(cmd));
         Ok(true)
     }
 }

@@ -67,6 +67,43 @@ pub struct SubmittedUrb {
     pub iso: Vec<crate::proto::IsoPacketDescriptor>,
 }
 
+impl SubmittedUrb {
+    /// What the server keeps of `cmd` until its answer is written.
+    pub fn of(cmd: &crate::proto::CmdSubmit) -> Self {
+        SubmittedUrb {
+            seqnum: cmd.seqnum,
+            direction: cmd.direction,
+            ep: cmd.ep,
+            setup: cmd.setup,
+            transfer_buffer_length: cmd.transfer_buffer_length,
+            number_of_packets: cmd.number_of_packets,
+            transfer_flags: cmd.transfer_flags.0,
+            iso: cmd.iso.clone(),
+        }
+    }
+}
+
+/// The core's URB for a CMD_SUBMIT, with its seqnum as the URB ID. Public so the fuzz
+/// targets submit exactly what the server does.
+pub fn core_urb(cmd: crate::proto::CmdSubmit) -> usbfn_core::Urb {
+    use crate::proto::{Direction, TransferFlags};
+    let flags = cmd.transfer_flags;
+    usbfn_core::Urb {
+        id: usbfn_core::UrbId(u64::from(cmd.seqnum)),
+        endpoint: cmd.ep,
+        direction: match cmd.direction {
+            Direction::In => usbfn_wire::Direction::In,
+            Direction::Out => usbfn_wire::Direction::Out,
+        },
+        setup: (cmd.ep == 0).then(|| usbfn_wire::SetupPacket::from_bytes(cmd.setup)),
+        buffer_len: crate::usize_from(cmd.transfer_buffer_length),
+        iso: iso::iso_request(&cmd),
+        data: cmd.data,
+        short_not_ok: flags.contains(TransferFlags::SHORT_NOT_OK),
+        zero_packet: flags.contains(TransferFlags::ZERO_PACKET),
+    }
+}
+
 /// A device exported by the server.
 #[derive(Debug)]
 pub struct Export {
