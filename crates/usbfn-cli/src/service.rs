@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use usbfn::Error;
-use usbfn::functions::Function;
+use usbfn::functions::{Function, FunctionOptions};
 use usbfn_ipc::RemoteInterface;
 
 use crate::daemon::shutdown_signal;
-use crate::device_file;
 
 /// Arguments of `usbfn service`.
 #[derive(Debug, clap::Args)]
@@ -74,21 +73,27 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
 /// The function `args` name, with Gadget Zero's flags as its options.
 fn function(args: &Args) -> anyhow::Result<Function> {
-    let mut options = toml::Table::new();
+    let spec = args.function.as_str();
+    let mut function = Function::parse(spec).map_err(|e| anyhow::anyhow!("{spec:?}: {e}"))?;
     let flags = [
         ("pattern", args.pattern.map(u32::from)),
         ("qlen", args.qlen.map(u32::from)),
         ("buflen", args.buflen),
     ];
-    let kind = args.function.split(',').next().map(str::trim);
     for (key, value) in flags {
         let Some(value) = value else { continue };
-        if kind != Some("gadget-zero") {
-            bail!("--{key} is Gadget Zero's; give {kind:?}'s options as KIND,key=value");
+        if function.kind() != "gadget-zero" {
+            bail!(
+                "--{key} is Gadget Zero's; give {}'s options after its kind ({},key=value)",
+                function.kind(),
+                function.kind()
+            );
         }
-        options.insert(key.into(), toml::Value::Integer(i64::from(value)));
+        function
+            .set(key, &value.to_string())
+            .map_err(|e| anyhow::anyhow!("--{key} {value}: {e}"))?;
     }
-    device_file::builtin("the function", &args.function, &options).map_err(anyhow::Error::msg)
+    Ok(function)
 }
 
 async fn service(args: Args) -> anyhow::Result<()> {
