@@ -119,7 +119,8 @@ if [ "${NET_CONFORMANCE:-1}" = 1 ]; then
   python3 "$here/check-net.py" "$build/net.log" || net_rc=$((net_rc == 0 ? 1 : net_rc))
 fi
 # CDC-ACM and HID keyboard judged by cdc-acm, usbhid and hid-generic, and the ACM throughput
-# next to the kernel's usb_f_acm on usbip-vudc (acm-hid-check.sh: any FAIL line fails).
+# next to the kernel's usb_f_acm on usbip-vudc; the composite; acm and msc as service
+# processes under `usbfn daemon --services external` (acm-hid-check.sh: any FAIL line fails).
 acm_hid_rc=0
 if [ "${ACM_HID_CONFORMANCE:-1}" = 1 ]; then
   echo "==> booting the guest: acm and hid-keyboard against cdc-acm, usbhid and hid-generic"

@@ -133,11 +133,86 @@ fn pipe_from(input: &[u8]) -> Result<PipeId, NtStatus> {
 }
 
 /// Dispatch one raw IOCTL to `iface`, as `DeviceIoControl` would. Never fails: errors are
-/// statuses.
+/// statuses. The same as [`start`] followed by [`Started::finish`].
 pub async fn dispatch<S: ServiceApi>(iface: &S, request: IoctlRequest) -> IoctlReply {
-    match dispatch_inner(iface, request).await {
-        Ok(reply) => reply,
-        Err(status) => IoctlReply::status(status),
+    start(iface, request).finish(iface).await
+}
+
+/// A request [`start`] began: a transfer already queued on its pipe, or a request whose
+/// whole work is done by [`Started::finish`].
+#[derive(Debug)]
+pub struct Started<S: ServiceApi> {
+    step: Step<S>,
+}
+
+enum Step<S: ServiceApi> {
+    In(S::Transfer),
+    Out(S::Transfer),
+    Failed(NtStatus),
+    Later(IoctlRequest),
+}
+
+impl<S: ServiceApi> std::fmt::Debug for Step<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::In(_) => f.write_str("In(transfer)"),
+            Step::Out(_) => f.write_str("Out(transfer)"),
+            Step::Failed(s) => write!(f, "Failed({s})"),
+            Step::Later(r) => write!(f, "Later({})", r.code),
+        }
+    }
+}
+
+/// Begin one raw IOCTL: a transfer (`TRANSFER_IN`, `TRANSFER_IN_APPEND_ZERO_PKT`,
+/// `TRANSFER_OUT`) is submitted to its pipe right here, synchronously, so transfers on a
+/// pipe queue in the order `start` is called for them, whatever order the tasks awaiting
+/// them run in (the Windows driver queues a pipe's requests in the order they are issued;
+/// a daemon that spawned one task per request would otherwise let a later OUT transfer take
+/// an earlier packet). Everything else is done by [`Started::finish`].
+pub fn start<S: ServiceApi>(iface: &S, r: IoctlRequest) -> Started<S> {
+    let step = match r.code {
+        IoctlCode::TRANSFER_IN | IoctlCode::TRANSFER_IN_APPEND_ZERO_PKT => {
+            match pipe_from(&r.input) {
+                Ok(pipe) if r.code == IoctlCode::TRANSFER_IN => {
+                    Step::In(iface.transfer_in(pipe, r.output))
+                }
+                Ok(pipe) => Step::In(iface.transfer_in_append_zero(pipe, r.output)),
+                Err(status) => Step::Failed(status),
+            }
+        }
+        IoctlCode::TRANSFER_OUT => match pipe_from(&r.input) {
+            Ok(pipe) => Step::Out(iface.transfer_out(pipe, r.output_capacity)),
+            Err(status) => Step::Failed(status),
+        },
+        _ => Step::Later(r),
+    };
+    Started { step }
+}
+
+impl<S: ServiceApi> Started<S> {
+    /// Wait for the transfer, or do the request; the reply.
+    pub async fn finish(self, iface: &S) -> IoctlReply {
+        let result = match self.step {
+            Step::In(t) => Ok(match S::raw_completion(t).await {
+                Ok(c) => IoctlReply {
+                    status: c.status.to_ntstatus(),
+                    information: c.bytes_transferred,
+                    output: Bytes::new(),
+                },
+                Err(e) => e.into(),
+            }),
+            Step::Out(t) => Ok(match S::raw_completion(t).await {
+                Ok(c) => IoctlReply {
+                    status: c.status.to_ntstatus(),
+                    information: c.data.len(),
+                    output: c.data,
+                },
+                Err(e) => e.into(),
+            }),
+            Step::Failed(status) => Err(status),
+            Step::Later(r) => dispatch_inner(iface, r).await,
+        };
+        result.unwrap_or_else(IoctlReply::status)
     }
 }
 
@@ -150,33 +225,6 @@ async fn dispatch_inner<S: ServiceApi>(iface: &S, r: IoctlRequest) -> Result<Ioc
         }
     };
     let reply = match r.code {
-        IoctlCode::TRANSFER_IN | IoctlCode::TRANSFER_IN_APPEND_ZERO_PKT => {
-            let pipe = pipe_from(&r.input)?;
-            let t = if r.code == IoctlCode::TRANSFER_IN {
-                iface.transfer_in(pipe, r.output)
-            } else {
-                iface.transfer_in_append_zero(pipe, r.output)
-            };
-            match S::raw_completion(t).await {
-                Ok(c) => IoctlReply {
-                    status: c.status.to_ntstatus(),
-                    information: c.bytes_transferred,
-                    output: Bytes::new(),
-                },
-                Err(e) => e.into(),
-            }
-        }
-        IoctlCode::TRANSFER_OUT => {
-            let pipe = pipe_from(&r.input)?;
-            match S::raw_completion(iface.transfer_out(pipe, r.output_capacity)).await {
-                Ok(c) => IoctlReply {
-                    status: c.status.to_ntstatus(),
-                    information: c.data.len(),
-                    output: c.data,
-                },
-                Err(e) => e.into(),
-            }
-        }
         IoctlCode::CONTROL_STATUS_HANDSHAKE_IN | IoctlCode::CONTROL_STATUS_HANDSHAKE_OUT => {
             if pipe_from(&r.input)? != PipeId::CONTROL {
                 return Err(NtStatus::STATUS_INVALID_PARAMETER);

@@ -23,10 +23,14 @@ use crate::server_args::{ServerArgs, print_exports};
   usbfn daemon --runtime-dir /tmp/usbfn &        # Gadget Zero, waiting for its service
   usbfn service gadget-zero --runtime-dir /tmp/usbfn
   usbfn daemon --config examples/devices/loopback.toml --pcap usb.pcap
+  usbfn daemon --function acm --function msc --services external &
+  usbfn service acm,pty=/tmp/ttyUSBFN &         # each function in a process of its own
+  usbfn service msc,image=disk.img
   usbfn probe                                    # once every interface's service is active")]
 pub(crate) struct Args {
     /// The device file (docs/config.md): `[device]` and `[[interfaces]]`, each with the
-    /// `guid` its service opens; or `[function]` for a built-in function run in-process.
+    /// `guid` its service opens; or `[function]` for built-in functions (run in-process
+    /// unless --services external).
     /// Default: the Gadget Zero device, its service to be run by `usbfn service gadget-zero`.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -43,12 +47,46 @@ pub(crate) struct Args {
     /// Linux FunctionFS instead of offering it over USB/IP.
     #[arg(long, value_name = "NAME")]
     udc: Option<String>,
+    /// A device made of built-in functions, as `usbfn serve --function` takes them
+    /// (`KIND[,key=value...]`; repeat for a composite device). Instead of --config.
+    #[arg(long, value_name = "KIND[,KEY=VALUE...]", conflicts_with = "config")]
+    function: Vec<String>,
+    /// Who serves the built-in functions of --function or a `[function]` device file:
+    /// this process (`in-process`), or one `usbfn service KIND` process per function
+    /// (`external`), each opening its interfaces by their InterfaceGUIDs
+    /// (docs/config.md, "InterfaceGUIDs of built-in functions").
+    #[arg(long, value_enum, default_value = "in-process")]
+    services: Services,
+}
+
+/// `--services`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Services {
+    /// The daemon runs the built-in functions itself.
+    InProcess,
+    /// Service processes run them (`usbfn service KIND`), as any other interface's service.
+    External,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     args.server.check_listen()?;
-    let device = match &args.config {
+    let mut device = match &args.config {
         Some(path) => device_file::load(path)?,
+        None if !args.function.is_empty() => {
+            let functions = args
+                .function
+                .iter()
+                .map(|spec| {
+                    device_file::builtin("--function", spec, &toml::Table::new())
+                        .map_err(anyhow::Error::msg)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            DeviceFile {
+                config: usbfn::functions::device_config(&functions),
+                functions,
+                usbip: UsbipSection::default(),
+            }
+        }
         None => DeviceFile {
             // On a controller (FunctionFS) Gadget Zero offers bulk only, as f_sourcesink does
             // on a UDC without isochronous endpoints.
@@ -61,6 +99,31 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             usbip: UsbipSection::default(),
         },
     };
+    if args.services == Services::External {
+        if device.functions.is_empty() {
+            bail!(
+                "--services external is for built-in functions (--function, or a [function] device file); this device's interfaces are served by service processes already"
+            );
+        }
+        for (function, instance) in device
+            .functions
+            .iter()
+            .zip(usbfn::functions::instances(&device.functions))
+        {
+            let instance = if instance == 0 {
+                String::new()
+            } else {
+                format!(" --instance {instance}")
+            };
+            println!(
+                "usbfn daemon: {} is served by `usbfn service {}{instance}`",
+                function.kind(),
+                function.kind()
+            );
+        }
+        // From here on the device is one whose interfaces have service processes.
+        device.functions.clear();
+    }
     let config = &device.config;
     if device.functions.is_empty()
         && let Some((i, iface)) = config

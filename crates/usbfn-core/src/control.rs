@@ -86,7 +86,10 @@ impl Device {
                 Reply::Forward(f) if self.is_active(f) => {
                     let deadline = self.now + self.model.setup_timeout();
                     let setup = urb.setup;
-                    self.functions[f.0].handshake_owed = false;
+                    // A handshake the function still owes for its previous IN request stays
+                    // owed: consumed by its next handshake call, it must not be taken as
+                    // this request's status stage (that once completed a SET request before
+                    // its service read the data, and dropped the data).
                     self.control.pending = Some(PendingSetup {
                         urb,
                         function: f,

@@ -525,6 +525,49 @@ async fn dropping_a_remote_transfer_cancels_it() {
     d.stop().await;
 }
 
+/// A service's outstanding OUT transfers on one pipe get the host's packets in the order it
+/// submitted them, on a multi-threaded runtime where the daemon's per-request tasks run in
+/// any order (they once did: a later transfer took an earlier packet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outstanding_transfers_complete_in_submission_order() {
+    let config = DeviceConfig::from_toml(TWO).expect("toml");
+    let d = daemon("order", &config).await;
+    let a = RemoteInterface::open(&d.dir, GUID_A).await.expect("a");
+    let b = RemoteInterface::open(&d.dir, GUID_B).await.expect("b");
+    a.activate_bus().await.expect("activate");
+    b.activate_bus().await.expect("activate");
+    d.ready(true).await;
+    let host = Host::connect(&d.controller, BusSpeed::High).expect("host");
+    host.set_configuration(1).await.expect("configure");
+    for round in 0..10u8 {
+        let queued: Vec<_> = (0..32)
+            .map(|_| ServiceApi::transfer_out(&a, PipeId(2), 512))
+            .collect();
+        // One host write of 32 packets, each numbered.
+        let data: Vec<u8> = (0..32u8)
+            .flat_map(|p| std::iter::repeat_n(p ^ round, 512))
+            .collect();
+        let sent = host.bulk_out(1, Bytes::from(data));
+        for (i, t) in queued.into_iter().enumerate() {
+            let c = tokio::time::timeout(T, t)
+                .await
+                .expect("in time")
+                .expect("data");
+            assert_eq!(c.data.len(), 512);
+            assert_eq!(
+                usize::from(c.data[0] ^ round),
+                i,
+                "round {round}: transfer {i} got packet {}",
+                c.data[0] ^ round
+            );
+        }
+        sent.await.expect("urb");
+    }
+    drop(host);
+    drop((a, b));
+    d.stop().await;
+}
+
 /// An output buffer the protocol cannot carry is refused as the daemon refuses one beyond
 /// MAX_DATA_LEN, not sent with a size clamped to u32::MAX.
 #[cfg(target_pointer_width = "64")]

@@ -1,8 +1,10 @@
 #!/bin/sh
 # Guest /init: usbfn's CDC-ACM serial port and HID keyboard, judged by the kernel's cdc-acm,
 # usbhid and hid-generic over USB/IP (vhci-hcd, usbfn inside the guest), and the ACM
-# throughput each way next to the kernel's usb_f_acm exported through usbip-vudc.
-# Check lines: "conformance acm: PASS|FAIL <what> (<figures>)", "conformance hid: ...";
+# throughput each way next to the kernel's usb_f_acm exported through usbip-vudc; then acm
+# and msc as service processes under `usbfn daemon --services external`.
+# Check lines: "conformance acm: PASS|FAIL <what> (<figures>)", "conformance hid: ...",
+# "conformance services: ...";
 # benchmark lines: "bench acm <usbfn|vudc> <h2d|d2h> <bytes> <seconds> <MB/s>".
 # Knobs: ACM_BYTES (default 1048576), ACM_BENCH (1: the vudc side too).
 . /lib/conformance/lib.sh
@@ -213,8 +215,86 @@ usbip_detach_all
 kill -INT "$USBFN_PID" 2>/dev/null
 wait "$USBFN_PID" 2>/dev/null
 
+# ---- service processes: acm + msc under usbfn daemon, each function its own process ------
+# The daemon owns the device (built from the acm and msc fragments); `usbfn service acm` and
+# `usbfn service msc` open their interfaces by InterfaceGUID and run the same function code.
+# kill -9 of the acm service withdraws the device (the host is detached); a restarted service
+# lets it enumerate again.
+SVC_BYTES=262144
+dd if=/dev/zero of=/tmp/svc.img bs=1048576 count=8 2>/dev/null
+usbfn daemon --function acm --function msc --services external --runtime-dir /run/usbfn \
+  >/tmp/svc-daemon.log 2>&1 &
+DAEMON_PID=$!
+usbfn service acm,pty=/tmp/ttySVC --runtime-dir /run/usbfn >/tmp/svc-acm.log 2>&1 &
+ACM_SVC=$!
+usbfn service msc,image=/tmp/svc.img --runtime-dir /run/usbfn >/tmp/svc-msc.log 2>&1 &
+MSC_SVC=$!
+usbip_attach_local 1-1 20
+wait_file /dev/ttyACM0 10; a=$?
+wait_file /dev/sda 20; m=$?
+drivers=$(for i in /sys/bus/usb/devices/*-*:1.*; do
+  [ -e "$i/driver" ] && basename "$(readlink "$i/driver")"; done | sort | tr '\n' ' ')
+[ $a = 0 ] && [ $m = 0 ] && echo "$drivers" | grep -q cdc_acm && echo "$drivers" | grep -q usb-storage
+check services "daemon + usbfn service acm + usbfn service msc: cdc_acm and usb-storage bind" $? \
+  "interface drivers: $drivers; services: $(grep -c 'opened' /tmp/svc-acm.log /tmp/svc-msc.log | tr '\n' ' ')"
+# svc_acm LABEL: SVC_BYTES random bytes each way through the acm service process.
+svc_acm() {
+  local rc=1
+  if wait_file /dev/ttyACM0 10 && wait_file /tmp/ttySVC 5; then
+    stty -F /dev/ttyACM0 raw -echo clocal
+    stty -F /tmp/ttySVC raw -echo
+    head -c "$SVC_BYTES" /tmp/h2d >/tmp/svc-h2d
+    head -c "$SVC_BYTES" /tmp/d2h >/tmp/svc-d2h
+    rm -f /tmp/rx
+    timeout 60 head -c "$SVC_BYTES" /tmp/ttySVC >/tmp/rx &
+    sleep 0.5
+    cat /tmp/svc-h2d >/dev/ttyACM0
+    wait $!
+    cmp -s /tmp/svc-h2d /tmp/rx && rc=0
+    rm -f /tmp/rx
+    timeout 60 head -c "$SVC_BYTES" /dev/ttyACM0 >/tmp/rx &
+    sleep 0.5
+    cat /tmp/svc-d2h >/tmp/ttySVC
+    wait $!
+    cmp -s /tmp/svc-d2h /tmp/rx || rc=1
+  fi
+  check services "$1: $SVC_BYTES random bytes each way byte-exact through the acm service process" $rc \
+    "$(wc -c </tmp/rx 2>/dev/null || echo 0) bytes back"
+}
+svc_acm "first service"
+if [ $m = 0 ]; then
+  dd if=/dev/urandom of=/tmp/svc.data bs=65536 count=16 2>/dev/null
+  dd if=/tmp/svc.data of=/dev/sda bs=65536 conv=fsync 2>/dev/null && sync
+  head -c 1048576 /tmp/svc.img | cmp -s - /tmp/svc.data
+  check services "1 MiB written through the msc service process is in its image" $? \
+    "sha256 $(sha256sum /tmp/svc.data | cut -c1-12)"
+fi
+kill -KILL "$ACM_SVC"
+gone=1
+for i in $(seq 1 50); do
+  [ -e /dev/ttyACM0 ] || [ -e /dev/sda ] || { gone=0; break; }
+  sleep 0.2
+done
+check services "kill -9 of the acm service detaches the host from the device" $gone \
+  "ttyACM0 $([ -e /dev/ttyACM0 ] && echo present || echo gone), sda $([ -e /dev/sda ] && echo present || echo gone)"
+usbip_detach_all
+usbfn service acm,pty=/tmp/ttySVC --runtime-dir /run/usbfn >/tmp/svc-acm2.log 2>&1 &
+ACM_SVC=$!
+usbip_attach_local 1-1 20
+wait_file /dev/ttyACM0 10 && wait_file /dev/sda 20
+check services "a restarted acm service: the device enumerates again (cdc_acm and usb-storage)" $? \
+  "$(grep -c 'opened' /tmp/svc-acm2.log) open(s) by the new service"
+svc_acm "restarted service"
+usbip_detach_all
+kill -INT "$ACM_SVC" "$MSC_SVC" 2>/dev/null
+kill -INT "$DAEMON_PID" 2>/dev/null
+wait "$DAEMON_PID" 2>/dev/null
+
 echo "acm-hid: $fails failed check(s)"
 if [ "$fails" -gt 0 ]; then
+  tail -20 /tmp/svc-daemon.log
+  tail -20 /tmp/svc-acm.log
+  tail -20 /tmp/svc-msc.log
   tail -20 /tmp/acm.log
   tail -20 /tmp/hid.log
   tail -20 /tmp/comp.log

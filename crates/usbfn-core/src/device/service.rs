@@ -216,6 +216,13 @@ impl Device {
     ) -> Result<(), ServiceError> {
         self.function(f)?;
         self.now = now;
+        // The status stage of an IN request the host already has its data for (the URB
+        // completed at TRANSFER_IN): it comes first, even when the host's next request to
+        // this function is pending by now.
+        if self.functions[f.0].handshake_owed {
+            self.functions[f.0].handshake_owed = false;
+            return Ok(());
+        }
         match &self.control.pending {
             Some(p) if p.function == f => {
                 if p.stage == SetupStage::Data && p.urb.setup.w_length > 0 {
@@ -234,10 +241,6 @@ impl Device {
                     ));
                 }
                 self.finish_pending(CompletionStatus::Success, Bytes::new());
-                Ok(())
-            }
-            _ if self.functions[f.0].handshake_owed => {
-                self.functions[f.0].handshake_owed = false;
                 Ok(())
             }
             _ => Err(ServiceError::InvalidDeviceState(

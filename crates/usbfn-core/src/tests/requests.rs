@@ -605,6 +605,74 @@ fn forwarded_setup_without_data_stage_is_acknowledged_by_the_handshake() {
     );
 }
 
+#[test]
+fn the_handshake_owed_after_an_in_request_is_not_the_next_requests_status_stage() {
+    let mut h = SimHost::new(GZ, BusSpeed::High);
+    h.set_configuration(1);
+    h.drain_events(F0);
+    let get = SetupPacket::new(
+        Direction::In,
+        RequestType::Vendor,
+        Recipient::Device,
+        0x5c,
+        0,
+        0,
+        4,
+    );
+    let set = SetupPacket::new(
+        Direction::Out,
+        RequestType::Vendor,
+        Recipient::Device,
+        0x5b,
+        0,
+        0,
+        3,
+    );
+    let urb = h.control(get, &[]);
+    assert_eq!(h.drain_events(F0), vec![BusEvent::SetupPacket(get)]);
+    h.dev
+        .submit_transfer(
+            F0,
+            TransferId(1),
+            PipeId(0),
+            TransferRequest::In {
+                data: Bytes::from_static(b"abcd"),
+                append_zero_packet: false,
+            },
+            h.now,
+        )
+        .expect("in");
+    assert_eq!(h.dev.poll_urb_completion().expect("get done").id, urb);
+    // The host's next request is forwarded before the service's handshake for the first.
+    let next = h.control(set, b"xyz");
+    assert_eq!(h.drain_events(F0), vec![BusEvent::SetupPacket(set)]);
+    h.dev
+        .control_handshake(F0, Handshake::Out, h.now)
+        .expect("the owed handshake");
+    assert!(
+        h.dev.poll_urb_completion().is_none(),
+        "the SET is not completed by the GET's handshake"
+    );
+    h.dev
+        .submit_transfer(
+            F0,
+            TransferId(2),
+            PipeId(0),
+            TransferRequest::Out { capacity: 3 },
+            h.now,
+        )
+        .expect("the SET's data stage is still there");
+    let data = std::iter::from_fn(|| h.dev.poll_transfer_completion())
+        .find(|c| c.id == TransferId(2))
+        .expect("the SET's data");
+    assert_eq!(&data.data[..], b"xyz");
+    h.dev
+        .control_handshake(F0, Handshake::In, h.now)
+        .expect("the SET's handshake");
+    let c = h.dev.poll_urb_completion().expect("set done");
+    assert_eq!((c.id, c.status), (next, CompletionStatus::Success));
+}
+
 const KEYBOARD: &str = r#"
     [device]
     vendor_id = 0x1209

@@ -194,10 +194,13 @@ impl<S: ServiceApi> Reader<S> {
         let events = self.events.clone();
         let table = self.table.clone();
         let out = self.out.clone();
+        // Transfers are queued on their pipes here, in the order the service sent them; the
+        // task only waits (tasks run in any order on a multi-threaded runtime).
+        let started = start(&*iface, r);
         self.tasks.spawn(async move {
             let completion = tokio::select! {
                 biased;
-                c = dispatch(&*iface, &events, r) => c,
+                c = finish(&*iface, &events, started) => c,
                 Ok(()) = &mut cancel_rx => reply(id, NtStatus::STATUS_CANCELLED),
             };
             lock(&table).finish(id);
@@ -216,16 +219,25 @@ fn reply(id: u64, status: NtStatus) -> Completion {
     }
 }
 
-/// Check the buffers the way the I/O manager and the driver would, then call the driver.
-async fn dispatch<S: ServiceApi>(
-    iface: &S,
-    events: &tokio::sync::Mutex<()>,
-    r: Request,
-) -> Completion {
+/// A request checked and begun by [`start`], or already answered.
+enum Begun<S: ServiceApi> {
+    Started {
+        id: u64,
+        code: IoctlCode,
+        output_length: usize,
+        output_length_u32: u32,
+        started: usbfn_api::ioctl::Started<S>,
+    },
+    Answered(Completion),
+}
+
+/// Check the buffers the way the I/O manager and the driver would, then begin the driver's
+/// work (a transfer is queued on its pipe now: see [`usbfn_api::ioctl::start`]).
+fn start<S: ServiceApi>(iface: &S, r: Request) -> Begun<S> {
     let id = r.id;
     if !IoctlCode::KNOWN.contains(&r.code) {
         tracing::debug!(code = %r.code, "unknown IOCTL code");
-        return reply(id, NtStatus::STATUS_INVALID_DEVICE_REQUEST);
+        return Begun::Answered(reply(id, NtStatus::STATUS_INVALID_DEVICE_REQUEST));
     }
     let output_length = crate::usize_from(r.output_length);
     let carried_ok = if r.code.method() == IoctlMethod::IN_DIRECT {
@@ -238,27 +250,54 @@ async fn dispatch<S: ServiceApi>(
             code = %r.code, output_length, carried = r.output.len(),
             "output buffer does not fit the code's method"
         );
-        return reply(id, NtStatus::STATUS_INVALID_PARAMETER);
+        return Begun::Answered(reply(id, NtStatus::STATUS_INVALID_PARAMETER));
     }
+    let code = r.code;
+    let output_length_u32 = r.output_length;
     let request = IoctlRequest {
-        code: r.code,
+        code,
         input: r.input,
         output: r.output,
         output_capacity: output_length,
     };
-    let answer = if r.code == IoctlCode::BUS_EVENT_NOTIFICATION {
+    Begun::Started {
+        id,
+        code,
+        output_length,
+        output_length_u32,
+        started: usbfn_api::ioctl::start(iface, request),
+    }
+}
+
+/// Finish what [`start`] began: the completion to send.
+async fn finish<S: ServiceApi>(
+    iface: &S,
+    events: &tokio::sync::Mutex<()>,
+    begun: Begun<S>,
+) -> Completion {
+    let (id, code, output_length, output_length_u32, started) = match begun {
+        Begun::Answered(c) => return c,
+        Begun::Started {
+            id,
+            code,
+            output_length,
+            output_length_u32,
+            started,
+        } => (id, code, output_length, output_length_u32, started),
+    };
+    let answer = if code == IoctlCode::BUS_EVENT_NOTIFICATION {
         // One notification at a time, completed in the order they were sent.
         let _turn = events.lock().await;
-        usbfn_api::ioctl::dispatch(iface, request).await
+        started.finish(iface).await
     } else {
-        usbfn_api::ioctl::dispatch(iface, request).await
+        started.finish(iface).await
     };
     let mut output = answer.output;
     let mut status = answer.status;
     let mut information = answer.information;
     if output.len() > output_length || information > output_length {
         tracing::error!(
-            code = %r.code, len = output.len(), information, output_length,
+            code = %code, len = output.len(), information, output_length,
             "driver returned or reported more than the output buffer holds; truncated"
         );
         output.truncate(output_length);
@@ -269,7 +308,7 @@ async fn dispatch<S: ServiceApi>(
         id,
         status,
         // fits: information <= output_length (just above), which is the u32 r.output_length.
-        information: u32::try_from(information).unwrap_or(r.output_length),
+        information: u32::try_from(information).unwrap_or(output_length_u32),
         output,
     }
 }

@@ -25,4 +25,6 @@ pub use compose::{
     COMPOSITE_PRODUCT_ID, COMPOSITE_VENDOR_ID, Fragment, compose, default_device, function_device,
 };
 pub use options::{FunctionOptions, OptionError, flag, number};
-pub use registry::{Function, KINDS, StartError, device_config, instances, start_all};
+pub use registry::{
+    Function, KINDS, ServiceFuture, StartError, device_config, instances, interface_guid, start_all,
+};

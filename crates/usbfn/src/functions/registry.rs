@@ -15,7 +15,7 @@ use crate::ServiceApi;
 pub const KINDS: &str = "gadget-zero, acm, hid-keyboard, hid-mouse, hid, msc, audio, ncm, ecm";
 
 /// A function's service, running.
-type ServiceFuture =
+pub type ServiceFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::Error>> + Send>>;
 
 /// A built-in function with its options.
@@ -138,7 +138,20 @@ impl Function {
     }
 
     /// What the function's `instance`-th copy (counted per kind, from 0) adds to a device.
+    /// Every interface has an InterfaceGUID: its own fixed one where the function has one
+    /// (Gadget Zero's and audio's first copy), otherwise [`interface_guid`]'s.
     pub fn fragment(&self, instance: usize) -> Fragment {
+        let mut fragment = self.own_fragment(instance);
+        let kind = self.kind();
+        for (index, iface) in fragment.interfaces.iter_mut().enumerate() {
+            if iface.guid.is_none() {
+                iface.guid = Some(interface_guid(kind, instance, index));
+            }
+        }
+        fragment
+    }
+
+    fn own_fragment(&self, instance: usize) -> Fragment {
         match self {
             Function::GadgetZero(o) => gadget_zero::fragment(o, instance),
             Function::Acm(_) => Fragment {
@@ -166,6 +179,25 @@ impl Function {
         instance: usize,
         interfaces: Vec<S>,
     ) -> Result<JoinHandle<()>, StartError> {
+        let kind = self.kind();
+        let service = self.service(instance, interfaces)?;
+        Ok(tokio::spawn(async move {
+            match service.await {
+                Ok(()) => tracing::info!(function = kind, "function ended"),
+                Err(e) => tracing::error!(function = kind, error = %e, "function stopped"),
+            }
+        }))
+    }
+
+    /// Like [`Function::start`], but the service is returned to be awaited by the caller
+    /// (`usbfn service` does, to learn when the daemon went away). It ends when the device
+    /// goes away: with [`crate::Error::DeviceGone`] where the function reports it, `Ok` for
+    /// the functions that run their interfaces in tasks of their own (acm, hid).
+    pub fn service<S: ServiceApi>(
+        self,
+        instance: usize,
+        interfaces: Vec<S>,
+    ) -> Result<ServiceFuture, StartError> {
         let needed = self.fragment(instance).interfaces.len();
         if interfaces.len() != needed {
             return Err(StartError::Interfaces {
@@ -233,14 +265,43 @@ impl Function {
                 Box::pin(ncm::run(control, data, o, instance, port))
             }
         };
-        Ok(tokio::spawn(async move {
-            match service.await {
-                Ok(()) => tracing::info!(function = kind, "function ended"),
-                Err(e) => tracing::error!(function = kind, error = %e, "function stopped"),
-            }
-        }))
+        Ok(service)
     }
 }
+
+/// The InterfaceGUID of interface `index` (in [`Function::fragment`]'s order, from 0) of
+/// the `instance`-th copy (per kind, from 0) of function `kind`, for those without a fixed
+/// one: `{75736266-KKKK-4III-8NNN-000000000000}` with `75736266` ("usbf" in ASCII), `KKKK`
+/// the kind's number (gadget-zero 1, acm 2, hid-keyboard 3, hid-mouse 4, hid 5, msc 6,
+/// audio 7, ncm 8, ecm 9), `III` the instance and `NNN` the interface index (each modulo
+/// 0x1000), all in lower-case hex. E.g. the first acm's control interface is
+/// `{75736266-0002-4000-8000-000000000000}`, its data interface `...-8001-...`. A daemon
+/// and a `usbfn service` given the same function list agree on them.
+pub fn interface_guid(kind: &str, instance: usize, index: usize) -> String {
+    let number = KIND_NUMBERS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(0, |(_, n)| *n);
+    format!(
+        "{{75736266-{number:04x}-4{:03x}-8{:03x}-000000000000}}",
+        instance % 0x1000,
+        index % 0x1000
+    )
+}
+
+/// The kinds' numbers in [`interface_guid`]; never renumbered (services are configured by
+/// them).
+const KIND_NUMBERS: [(&str, u16); 9] = [
+    ("gadget-zero", 1),
+    ("acm", 2),
+    ("hid-keyboard", 3),
+    ("hid-mouse", 4),
+    ("hid", 5),
+    ("msc", 6),
+    ("audio", 7),
+    ("ncm", 8),
+    ("ecm", 9),
+];
 
 /// A function that spawns its own tasks: its service ends when its task does.
 async fn joined(task: JoinHandle<()>) -> Result<(), crate::Error> {
@@ -302,14 +363,20 @@ impl FunctionOptions for Function {
     }
 }
 
-/// The per-kind instance number of each function (`acm`, `msc`, `acm` → 0, 0, 1).
+/// The per-kind instance number of each function (`acm`, `msc`, `acm` → 0, 0, 1). The
+/// three HID kinds count together, since their interfaces and device-side ends share the
+/// names `hid0`, `hid1`, ... (`hid-keyboard`, `hid-mouse` → 0, 1).
 pub fn instances(functions: &[Function]) -> Vec<usize> {
+    let family = |f: &Function| match f {
+        Function::Hid(_) => "hid",
+        other => other.kind(),
+    };
     let mut seen: Vec<&'static str> = Vec::new();
     functions
         .iter()
         .map(|f| {
-            let n = seen.iter().filter(|k| **k == f.kind()).count();
-            seen.push(f.kind());
+            let n = seen.iter().filter(|k| **k == family(f)).count();
+            seen.push(family(f));
             n
         })
         .collect()
@@ -367,6 +434,60 @@ mod tests {
             Function::parse("gadget-zero,nope=1"),
             Err(OptionError::Unknown { key, .. }) if key == "nope"
         ));
+    }
+
+    #[test]
+    fn every_interface_has_a_stable_distinct_guid() {
+        assert_eq!(
+            interface_guid("acm", 0, 1),
+            "{75736266-0002-4000-8001-000000000000}"
+        );
+        let functions: Vec<Function> = [
+            "gadget-zero",
+            "acm",
+            "acm",
+            "hid-keyboard",
+            "hid-mouse",
+            "msc",
+            "audio",
+            "ncm",
+            "ecm",
+            "gadget-zero",
+        ]
+        .iter()
+        .map(|k| Function::parse(k).expect("valid"))
+        .collect();
+        let config = device_config(&functions);
+        let guids: Vec<&str> = config
+            .interfaces
+            .iter()
+            .map(|i| i.guid.as_deref().expect("a guid"))
+            .collect();
+        assert_eq!(
+            guids[0],
+            gadget_zero::INTERFACE_GUID,
+            "the fixed one is kept"
+        );
+        assert_eq!(guids[1], "{75736266-0002-4000-8000-000000000000}");
+        assert_eq!(guids[3], "{75736266-0002-4001-8000-000000000000}");
+        let mut distinct = guids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), guids.len());
+        for g in &guids {
+            assert!(
+                g.parse::<usbfn_abi::InterfaceGuid>().is_ok(),
+                "{g} is a valid InterfaceGUID"
+            );
+        }
+        // Fewer functions (all of the above have more endpoints than one device may).
+        let functions: Vec<Function> = ["acm", "hid-keyboard", "hid-mouse", "msc", "acm"]
+            .iter()
+            .map(|k| Function::parse(k).expect("valid"))
+            .collect();
+        assert_eq!(instances(&functions), [0, 0, 1, 0, 1]);
+        usbfn_core::DeviceModel::build(&device_config(&functions))
+            .expect("a keyboard and a mouse in one composite");
     }
 
     #[test]

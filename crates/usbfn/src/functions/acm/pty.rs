@@ -4,6 +4,16 @@
 //! While nobody has the slave open, the master reads fail with `EIO` and poll reports
 //! `POLLHUP`: that is how the function knows whether the device side is there (the carrier it
 //! reports to the host in SERIAL_STATE).
+//!
+//! A hang-up must not stay in the async registration: tokio keeps the "read closed" and
+//! "write closed" readiness an `EPOLLHUP` sets for as long as the descriptor is registered
+//! (they are never cleared), so a master registered while the slave was closed looks
+//! readable and writable forever, and a read loop on it spins on `EAGAIN` once the device
+//! side has opened the slave (that spin starved the runtime: the acm data test hung under
+//! parallel load). So reads and writes each go through a registration of their own (of a
+//! duplicate of the master) that is made while the slave is open and dropped as soon as it
+//! has seen a hang-up; the next read or write after the device side reopened registers
+//! afresh.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -31,7 +41,12 @@ pub(crate) enum ReadOutcome {
 /// A pseudo-terminal pair whose master usbfn holds.
 #[derive(Debug)]
 pub(crate) struct Pty {
-    master: AsyncFd<File>,
+    /// The master (non-blocking), for poll, termios and the registrations' duplicates.
+    master: File,
+    /// The registration reads use; `None` until made, or after it saw a hang-up.
+    reader: tokio::sync::Mutex<Option<AsyncFd<File>>>,
+    /// The same for writes.
+    writer: tokio::sync::Mutex<Option<AsyncFd<File>>>,
     path: PathBuf,
     link: Option<PathBuf>,
 }
@@ -70,13 +85,28 @@ impl Pty {
         };
         // The slave is closed here: the device side's own open is what raises the carrier.
         drop(pair.slave);
+        Ok(Pty {
+            master: File::from(pair.master),
+            reader: tokio::sync::Mutex::new(None),
+            writer: tokio::sync::Mutex::new(None),
+            path,
+            link,
+        })
+    }
+
+    /// A fresh registration of a duplicate of the master, or `None` while nobody has the
+    /// slave open (it would start with a hang-up).
+    fn register(&self) -> io::Result<Option<AsyncFd<File>>> {
+        if !self.peer_open() {
+            return Ok(None);
+        }
         // `AsyncFd::new` is deprecated in favour of the unsafe `register` because a caller
         // could close the descriptor while it is registered; here the `File` owns it and is
         // moved into the `AsyncFd`, so it stays open exactly as long as the registration
         // (the condition `register` asks for), and this crate forbids `unsafe`.
         #[allow(deprecated)]
-        let master = AsyncFd::new(File::from(pair.master))?;
-        Ok(Pty { master, path, link })
+        let fd = AsyncFd::new(self.master.try_clone()?)?;
+        Ok(Some(fd))
     }
 
     /// The slave's path (`/dev/pts/N`).
@@ -91,10 +121,7 @@ impl Pty {
 
     /// Whether someone has the slave open.
     pub(crate) fn peer_open(&self) -> bool {
-        let mut fds = [PollFd::new(
-            self.master.get_ref().as_fd(),
-            PollFlags::POLLIN,
-        )];
+        let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::ZERO) {
             Ok(_) => !fds[0]
                 .revents()
@@ -105,17 +132,27 @@ impl Pty {
 
     /// Read what the device side wrote.
     pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<ReadOutcome> {
+        let mut slot = self.reader.lock().await;
         loop {
-            let mut guard = self.master.readable().await?;
+            if slot.is_none() {
+                *slot = self.register()?;
+            }
+            let Some(fd) = slot.as_ref() else {
+                return Ok(ReadOutcome::PeerClosed);
+            };
+            let mut guard = fd.readable().await?;
+            let hung_up = guard.ready().is_read_closed();
             match guard.try_io(|f| f.get_ref().read(buf)) {
                 Ok(Ok(n)) => return Ok(ReadOutcome::Data(n)),
                 Ok(Err(e)) if e.raw_os_error() == Some(nix::libc::EIO) => {
-                    // POLLHUP keeps the fd "readable": do not spin on it.
-                    guard.clear_ready();
+                    *slot = None;
                     return Ok(ReadOutcome::PeerClosed);
                 }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Ok(Err(e)) => return Err(e),
+                // Closed and reopened since the registration: its "closed" readiness would
+                // never clear, so register again.
+                Err(_would_block) if hung_up => *slot = None,
                 Err(_would_block) => {}
             }
         }
@@ -127,13 +164,28 @@ impl Pty {
         if data.is_empty() {
             return Ok(0);
         }
+        let mut slot = self.writer.lock().await;
         loop {
-            let mut guard = self.master.writable().await?;
+            if slot.is_none() {
+                *slot = self.register()?;
+            }
+            let Some(fd) = slot.as_ref() else {
+                // What a write to the master of a closed pty gives.
+                return Err(io::Error::from_raw_os_error(nix::libc::EIO));
+            };
+            let mut guard = fd.writable().await?;
+            let hung_up = guard.ready().is_write_closed();
             match guard.try_io(|f| f.get_ref().write(data)) {
                 Ok(Ok(0)) => guard.clear_ready(),
                 Ok(Ok(n)) => return Ok(n),
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(Err(e)) => return Err(e),
+                Ok(Err(e)) => {
+                    if e.raw_os_error() == Some(nix::libc::EIO) {
+                        *slot = None;
+                    }
+                    return Err(e);
+                }
+                Err(_would_block) if hung_up => *slot = None,
                 Err(_would_block) => {
                     // A full pty still reports POLLOUT edges to the master whenever the
                     // slave side moves (measured: a busy loop on EAGAIN otherwise); back off
@@ -147,7 +199,7 @@ impl Pty {
     /// Show the host's line coding on the device side: `stty -F <pty>` reports its speed,
     /// character size, parity and stop bits (the raw-mode flags are left as they are).
     pub(crate) fn apply_line_coding(&self, coding: &LineCoding) -> io::Result<()> {
-        let fd = self.master.get_ref();
+        let fd = &self.master;
         let mut attrs = termios::tcgetattr(fd)?;
         if let Some(baud) = baud_rate(coding.rate) {
             termios::cfsetspeed(&mut attrs, baud)?;

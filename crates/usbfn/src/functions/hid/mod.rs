@@ -16,6 +16,7 @@
 pub mod command;
 pub mod request;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -291,6 +292,9 @@ pub fn spawn<S: ServiceApi>(device: DeviceSide, iface: S) -> JoinHandle<()> {
             boot: false,
             idle: 0,
             last_input: None,
+            inputs_by_id: BTreeMap::new(),
+            last_output: None,
+            features: BTreeMap::new(),
         }),
         reports: tokio::sync::Mutex::new(rx),
     });
@@ -320,6 +324,41 @@ struct State {
     /// SET_IDLE duration (× 4 ms), 0 = only on change.
     idle: u8,
     last_input: Option<Vec<u8>>,
+    /// The last input report sent per report ID (its first byte), for GET_REPORT(Input, id)
+    /// of a descriptor with report IDs; at most 256 entries of at most a report each.
+    inputs_by_id: BTreeMap<u8, Vec<u8>>,
+    /// The last output report (SET_REPORT(Output) or the interrupt OUT endpoint).
+    last_output: Option<Vec<u8>>,
+    /// Feature reports the host set, by report ID (at most 256 of at most
+    /// [`request::MAX_REPORT`] bytes), returned by GET_REPORT(Feature).
+    features: BTreeMap<u8, Vec<u8>>,
+}
+
+impl State {
+    /// What GET_REPORT(`kind`, `id`) answers: the report last sent or set, as f_hid answers
+    /// zeros for one it does not have (with the report ID first when there is one).
+    fn report(&self, kind: ReportType, id: u8, zeros: usize) -> Vec<u8> {
+        let stored = match kind {
+            ReportType::Input if id != 0 => self.inputs_by_id.get(&id),
+            ReportType::Input => self.last_input.as_ref(),
+            ReportType::Output => self.last_output.as_ref(),
+            ReportType::Feature => self.features.get(&id),
+        };
+        stored.cloned().unwrap_or_else(|| {
+            let mut r = vec![0; zeros.max(1)];
+            if let Some(first) = r.first_mut() {
+                *first = id;
+            }
+            r
+        })
+    }
+
+    fn sent(&mut self, report: &[u8]) {
+        self.last_input = Some(report.to_vec());
+        if let Some(&id) = report.first() {
+            self.inputs_by_id.insert(id, report.to_vec());
+        }
+    }
 }
 
 impl Shared {
@@ -488,7 +527,7 @@ async fn send_inputs<S: ServiceApi>(iface: Arc<S>, pipe: PipeId, shared: Arc<Sha
         let Some(report) = next else {
             return;
         };
-        shared.state().last_input = Some(report.clone());
+        shared.state().sent(&report);
         let data = shared.shaped(&report);
         match iface.transfer_in(pipe, data).await {
             Ok(_) => {}
@@ -507,7 +546,10 @@ async fn receive_outputs<S: ServiceApi>(
 ) {
     loop {
         match iface.transfer_out(pipe, mps).await {
-            Ok(c) => device_event(&shared.tag, &format!("output {}", hex(&c.data))),
+            Ok(c) => {
+                device_event(&shared.tag, &format!("output {}", hex(&c.data)));
+                shared.state().last_output = Some(c.data.to_vec());
+            }
             Err(e) if ends_stream(&e) => return,
             Err(e) => tracing::debug!(error = %e, "hid output report failed"),
         }
@@ -525,19 +567,23 @@ async fn answer_setup<S: ServiceApi>(iface: &S, setup: SetupPacket, number: u8, 
         Ok(HidRequest::GetReportDescriptor { len }) => {
             Some(send(shared.kind.report_descriptor(), len))
         }
-        Ok(HidRequest::GetReport { kind, len, .. }) => match kind {
-            ReportType::Input => {
-                let last = shared.state().last_input.clone();
-                let report = last.unwrap_or_else(|| vec![0; shared.kind.input_len()]);
-                Some(send(&shared.shaped(&report), len))
-            }
-            _ => None,
-        },
+        Ok(HidRequest::GetReport { kind, id, len }) => {
+            let zeros = match kind {
+                ReportType::Input => shared.kind.input_len(),
+                _ => usize::from(len),
+            };
+            let report = shared.state().report(kind, id, zeros);
+            let report = match kind {
+                ReportType::Input => shared.shaped(&report),
+                _ => Bytes::from(report),
+            };
+            Some(send(&report, len))
+        }
         Ok(HidRequest::GetIdle { .. }) => Some(Bytes::copy_from_slice(&[shared.state().idle])),
         Ok(HidRequest::GetProtocol) if boot_device => {
             Some(Bytes::copy_from_slice(&[u8::from(!shared.state().boot)]))
         }
-        Ok(HidRequest::SetReport { kind, len, .. }) => {
+        Ok(HidRequest::SetReport { kind, id, len }) => {
             let result = match iface.transfer_out(PipeId::CONTROL, usize::from(len)).await {
                 Ok(c) => {
                     let what = match kind {
@@ -546,6 +592,13 @@ async fn answer_setup<S: ServiceApi>(iface: &S, setup: SetupPacket, number: u8, 
                         ReportType::Input => "input (set)",
                     };
                     device_event(&shared.tag, &format!("{what} {}", hex(&c.data)));
+                    match kind {
+                        ReportType::Output => shared.state().last_output = Some(c.data.to_vec()),
+                        ReportType::Feature => {
+                            shared.state().features.insert(id, c.data.to_vec());
+                        }
+                        ReportType::Input => {}
+                    }
                     iface.control_status_handshake_in().await
                 }
                 Err(e) => Err(e),

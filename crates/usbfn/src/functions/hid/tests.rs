@@ -188,6 +188,91 @@ async fn keyboard_types_and_sees_leds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feature_and_output_reports_are_stored_and_read_back() {
+    let r = rig(Kind::Keyboard, "features").await;
+    let get = |kind_id: u16, len: u16| {
+        r.host.control(
+            class(Direction::In, request::GET_REPORT, kind_id, len),
+            Bytes::new(),
+        )
+    };
+    // Nothing set yet: zeros, as f_hid answers, with the report ID first.
+    let zero = get(0x0305, 4).await.expect("GET_REPORT feature");
+    assert_eq!(&zero[..], &[5, 0, 0, 0]);
+    // SET_REPORT(Feature) per report ID, read back by GET_REPORT(Feature).
+    for (id, data) in [(5u8, &[5u8, 0xde, 0xad][..]), (6, &[6, 1, 2, 3, 4, 5])] {
+        r.host
+            .control(
+                class(
+                    Direction::Out,
+                    request::SET_REPORT,
+                    0x0300 | u16::from(id),
+                    u16::try_from(data.len()).expect("short"),
+                ),
+                Bytes::copy_from_slice(data),
+            )
+            .await
+            .expect("SET_REPORT feature");
+    }
+    let five = get(0x0305, 64).await.expect("GET_REPORT feature 5");
+    assert_eq!(
+        &five[..],
+        &[5, 0xde, 0xad],
+        "the stored report, not wLength bytes"
+    );
+    let six = get(0x0306, 4).await.expect("GET_REPORT feature 6");
+    assert_eq!(&six[..], &[6, 1, 2, 3], "cut to wLength");
+    // A later SET_REPORT replaces it.
+    r.host
+        .control(
+            class(Direction::Out, request::SET_REPORT, 0x0305, 2),
+            Bytes::from_static(&[5, 0x42]),
+        )
+        .await
+        .expect("SET_REPORT feature again");
+    assert_eq!(&get(0x0305, 8).await.expect("again")[..], &[5, 0x42]);
+    // Output reports (the LEDs), by SET_REPORT and by the interrupt OUT endpoint.
+    r.host
+        .control(
+            class(Direction::Out, request::SET_REPORT, 0x0200, 1),
+            Bytes::from_static(&[0x02]),
+        )
+        .await
+        .expect("SET_REPORT output");
+    assert_eq!(&get(0x0200, 1).await.expect("output")[..], &[0x02]);
+    let c = r
+        .host
+        .bulk_out(1, Bytes::from_static(&[0x05]))
+        .await
+        .expect("urb");
+    assert_eq!(c.status, CompletionStatus::Success);
+    let mut led = Bytes::new();
+    for _ in 0..100 {
+        led = get(0x0200, 1).await.expect("output");
+        if led[..] == [0x05] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        &led[..],
+        &[0x05],
+        "the interrupt OUT report is the last output"
+    );
+    // Input: the last report sent, none sent yet: zeros of the report's length.
+    let input = get(0x0100, 8).await.expect("input");
+    assert_eq!(&input[..], &[0; 8]);
+    write_line(&r.fifo, "report 0000050000000000\n");
+    let sent = tokio::time::timeout(Duration::from_secs(5), r.host.bulk_in(1, 8))
+        .await
+        .expect("input report")
+        .expect("urb");
+    assert_eq!(&sent.data[..], &[0, 0, 5, 0, 0, 0, 0, 0]);
+    assert_eq!(&get(0x0100, 8).await.expect("input")[..], &sent.data[..]);
+    let _ = std::fs::remove_file(&r.fifo);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_rate_repeats_and_boot_mouse_is_three_bytes() {
     let r = rig(Kind::Mouse, "mouse").await;
     r.host

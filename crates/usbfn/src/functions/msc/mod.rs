@@ -5,9 +5,10 @@
 //!   0x50 (Bulk-Only); bulk IN and OUT.
 //! * **Class requests**: Bulk-Only Mass Storage Reset (0x21/0xFF) aborts the command in
 //!   progress and re-arms for a CBW; Get Max LUN (0xA1/0xFE) answers the LUN count - 1.
-//! * **Transport** ([`transport`]): every CBW is checked (BOT §6.2); one that is not valid
-//!   or not meaningful halts both bulk endpoints until reset recovery, and no CBW is read
-//!   until the reset. The thirteen cases of BOT §6.7 ([`bot::Plan`]) decide the data stage,
+//! * **Transport** ([`transport`]): every CBW is checked (BOT §6.2), as f_mass_storage
+//!   does: one that is not valid wedges bulk IN (halted even after CLEAR_FEATURE(HALT)) and
+//!   drops bulk OUT data until the Bulk-Only Mass Storage Reset; one that is not meaningful
+//!   halts both bulk endpoints once. The thirteen cases of BOT §6.7 ([`bot::Plan`]) decide the data stage,
 //!   the endpoint halts and phase errors; residues are exact.
 //! * **SCSI** ([`scsi`]): TEST UNIT READY, REQUEST SENSE, INQUIRY (VPD 0x00/0x80/0x83), MODE
 //!   SENSE(6/10), START STOP UNIT, PREVENT ALLOW MEDIUM REMOVAL, READ FORMAT CAPACITIES, READ
@@ -36,6 +37,7 @@ pub mod scsi;
 pub mod transport;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -266,6 +268,7 @@ pub fn prepare(options: &Options, instance: usize) -> Result<Prepared, PrepareEr
             luns: Mutex::new(luns),
             identity: Identity::default(),
             io,
+            wedged: AtomicBool::new(false),
         }),
     })
 }
@@ -307,10 +310,13 @@ pub async fn run<S: ServiceApi>(iface: S, prepared: Prepared) -> Result<(), Erro
             BusEvent::Reset(s) => {
                 speed = s;
                 stop(&mut transport).await;
+                shared.wedged.store(false, Ordering::SeqCst);
                 current = None;
             }
             BusEvent::Configured(_) | BusEvent::SetInterface { .. } => {
                 stop(&mut transport).await;
+                // A new configuration re-arms the endpoints un-halted.
+                shared.wedged.store(false, Ordering::SeqCst);
                 current = pipes(&info, speed);
                 if current.is_none() {
                     tracing::error!("msc: the interface has no bulk IN and OUT pipes");
@@ -328,6 +334,14 @@ pub async fn run<S: ServiceApi>(iface: S, prepared: Prepared) -> Result<(), Erro
                         // then clears both halts (reset recovery).
                         tracing::info!("msc: Bulk-Only Mass Storage Reset");
                         stop(&mut transport).await;
+                        // As f_mass_storage: the reset ends a wedge, and clears the halt of
+                        // bulk-in it forced (the host's CLEAR_FEATUREs follow anyway).
+                        if shared.wedged.swap(false, Ordering::SeqCst)
+                            && let Some(p) = current
+                            && let Err(e) = iface.set_pipe_state(p.bulk_in, false).await
+                        {
+                            tracing::debug!(error = %e, "msc: clearing the wedged bulk-in failed");
+                        }
                         transport = current.map(|p| start(&iface, p, &shared));
                         iface.control_status_handshake_in().await
                     }

@@ -7,12 +7,14 @@
 //! the current chunk's USB transfer.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use usbfn_core::PipeId;
 
-use super::bot::{Cbw, Csw, Expect, Intent, Plan, Status};
+use super::bot::{Cbw, CbwError, Csw, Expect, Intent, Plan, Status};
 use super::image::{self, Io};
 use super::scsi::{self, Action, Command, Identity, Lun, Sense};
 use crate::{Error, ServiceApi};
@@ -38,14 +40,18 @@ pub(crate) struct Shared {
     pub(crate) luns: Mutex<Vec<Lun>>,
     pub(crate) identity: Identity,
     pub(crate) io: Io,
+    /// An invalid CBW wedged bulk-in: the Bulk-Only Mass Storage Reset clears its halt.
+    pub(crate) wedged: AtomicBool,
 }
 
-/// Why the transport stopped.
+/// How often a wedged bulk-in endpoint is checked and halted again (the host's
+/// CLEAR_FEATURE(ENDPOINT_HALT) is answered by the bus, not by the function).
+pub(crate) const WEDGE_POLL: Duration = Duration::from_millis(5);
+
+/// Why the transport stopped: a transfer was cancelled or the device went away (logged
+/// through `Debug`).
 #[derive(Debug)]
 pub(crate) enum Stopped {
-    /// An invalid or not meaningful CBW: both bulk endpoints are halted until reset recovery.
-    InvalidCbw,
-    /// A transfer was cancelled or the device went away (logged through `Debug`).
     Transfer(#[allow(dead_code)] Error),
 }
 
@@ -70,11 +76,24 @@ pub(crate) async fn run<S: ServiceApi>(
         };
         let cbw = match Cbw::parse(&received) {
             Ok(c) => c,
+            // Not valid (BOT 6.6.1), as f_mass_storage: bulk-in wedged, bulk-out data taken
+            // and dropped, until the Bulk-Only Mass Storage Reset.
+            Err(e @ (CbwError::Length(_) | CbwError::Signature(_))) => {
+                tracing::warn!(
+                    error = %e,
+                    "msc: invalid CBW; bulk-in stalled (and stalled again after CLEAR_FEATURE(HALT)), bulk-out data dropped, until a Bulk-Only Mass Storage Reset"
+                );
+                shared.wedged.store(true, Ordering::SeqCst);
+                halt(&*iface, pipes.bulk_in).await;
+                return wedged(&*iface, pipes).await;
+            }
+            // Valid but not meaningful, as f_mass_storage: both endpoints halted (the host
+            // clears them), then the next CBW.
             Err(e) => {
-                tracing::warn!(error = %e, "msc: invalid CBW; halting both bulk endpoints until reset recovery");
-                let _ = iface.set_pipe_state(pipes.bulk_in, true).await;
-                let _ = iface.set_pipe_state(pipes.bulk_out, true).await;
-                return Stopped::InvalidCbw;
+                tracing::warn!(error = %e, "msc: CBW not meaningful; halting both bulk endpoints");
+                halt(&*iface, pipes.bulk_in).await;
+                halt(&*iface, pipes.bulk_out).await;
+                continue;
             }
         };
         let csw = match command(&*iface, pipes, &shared, &cbw).await {
@@ -203,6 +222,43 @@ fn fail(shared: &Shared, lun: usize, sense: Sense, status: Status) -> Status {
     match status {
         Status::Passed => Status::Failed,
         s => s,
+    }
+}
+
+/// After an invalid CBW: keep bulk-in halted and drop what arrives on bulk-out, until the
+/// task is aborted (reset, reconfiguration) or the interface fails.
+async fn wedged<S: ServiceApi>(iface: &S, pipes: Pipes) -> Stopped {
+    let chunk = pipes.max_packet.max(64).saturating_mul(16);
+    let drop_out = async {
+        loop {
+            match iface.transfer_out(pipes.bulk_out, chunk).await {
+                Ok(c) => {
+                    tracing::debug!(bytes = c.data.len(), "msc: wedged; bulk-out data dropped")
+                }
+                Err(e) => return e,
+            }
+        }
+    };
+    let keep_halted = async {
+        loop {
+            tokio::time::sleep(WEDGE_POLL).await;
+            match iface.get_pipe_state(pipes.bulk_in).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(
+                        "msc: wedged bulk-in was cleared without a reset; halting it again"
+                    );
+                    if let Err(e) = iface.set_pipe_state(pipes.bulk_in, true).await {
+                        return e;
+                    }
+                }
+                Err(e) => return e,
+            }
+        }
+    };
+    tokio::select! {
+        e = drop_out => Stopped::Transfer(e),
+        e = keep_halted => Stopped::Transfer(e),
     }
 }
 
