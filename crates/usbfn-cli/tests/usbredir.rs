@@ -451,3 +451,48 @@ fn a_bad_usbredir_key_names_the_file_and_the_key() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_typed_line_reaches_the_guest_as_every_report_over_interrupt_receiving() {
+    let dir = temp_dir("hid");
+    let fifo = dir.join("kbd.fifo");
+    let mut serve = Proc::spawn(
+        Command::new(env!("CARGO_BIN_EXE_usbfn"))
+            .args(["serve", "--usbredir", "127.0.0.1:0", "--function"])
+            .arg(format!("hid-keyboard,input={}", fifo.display())),
+        &dir.join("serve.log"),
+    );
+    let lines = serve.lines_until("qemu: ", 1);
+    let mut g = Guest::connect(&address(lines.last().expect("line")));
+    g.expect_connect();
+    g.configure(1);
+    g.send(2, &Packet::StartInterruptReceiving { endpoint: 0x81 });
+    let m = g.expect();
+    assert!(
+        matches!(
+            m.packet,
+            Packet::InterruptReceivingStatus {
+                status: Status::SUCCESS,
+                endpoint: 0x81
+            }
+        ),
+        "{m:?}"
+    );
+    std::fs::write(&fifo, "type hello\n").expect("write the FIFO");
+    let mut reports = Vec::new();
+    while reports.len() < 10 {
+        let Some(m) = g.recv(STEP) else { break };
+        if let Packet::Interrupt(p) = m.packet {
+            reports.push(p.data.to_vec());
+        }
+    }
+    let keys: Vec<u8> = reports.iter().map(|r| r[2]).collect();
+    assert_eq!(
+        keys,
+        [0x0b, 0, 0x08, 0, 0x0f, 0, 0x0f, 0, 0x12, 0],
+        "{reports:?}"
+    );
+    drop(g);
+    assert!(serve.terminate().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
