@@ -180,10 +180,18 @@ if [ "${UR_CLASSES:-1}" = 1 ]; then
     done
     return 1
   }
+  # One report every 0.4 s, as a person types (press, release, ...): QEMU's usb-redir drops
+  # interrupt IN packets it has buffered when the guest's EHCI unlinks the idle interrupt QH
+  # (a guest slow to resubmit under TCG), so a burst faster than the guest takes loses all but
+  # its first report (tests/conformance/README.md, "usbredir: known differences").
+  keys() { local k; for k in "$@"; do printf 'report %s\n' "$k" >"$work/kbd.fifo"; sleep 0.4; done; }
   (
-    wait_console 'ur-classes: hid events reading' && sleep 0.5 && echo 'type hello' >"$work/kbd.fifo"
+    wait_console 'ur-classes: hid events reading' && sleep 0.5 &&
+      keys 00000b0000000000 0000000000000000 0000080000000000 0000000000000000 \
+        00000f0000000000 0000000000000000 00000f0000000000 0000000000000000 \
+        0000120000000000 0000000000000000
     wait_console 'ur-classes: hidraw reading' && sleep 0.5 &&
-      printf 'report 01 00 05 06 07 08 09 0a\nreport 0000000000000000\n' >"$work/kbd.fifo"
+      keys 010005060708090a 0000000000000000
   ) &
   pids+=($!)
 fi

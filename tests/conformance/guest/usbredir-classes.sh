@@ -4,7 +4,7 @@
 # speed), and QEMU's own emulated usb-storage sits on EHCI port 6 for the MSC benchmark.
 # The device sides are outside the guest: the host script echoes the ACM pty back, made the
 # MSC image (its sha256 in UR_MSC_SHA), and types into the keyboard FIFO when this script
-# says "ur-classes: ... reading". Check lines go through guest/usbredir.sh's check(); the
+# says "ur-classes: ... reading" (a report every 0.4 s). Check lines go through guest/usbredir.sh's check(); the
 # host script checks what reached the device side (line coding, written data, LED report).
 # Knobs: UR_ACM_BYTES (1048576), UR_MSC_MIB (8, the image size), UR_MSC_RUNS (3).
 
@@ -116,7 +116,7 @@ find_ev() {
 }
 if wait_for 30 test -e /dev/hidraw0 && wait_for 10 find_ev && wait_for 5 test -e "$ev"; then
   check usbredir-hid-bind 0 "(hid-generic: $(ls /sys/bus/hid/drivers/hid-generic 2>/dev/null | grep -c :) device(s), /dev/hidraw0, $ev)"
-  timeout 12 cat "$ev" >/tmp/ev &
+  timeout 16 cat "$ev" >/tmp/ev &
   rx=$!
   sleep 0.3
   say "ur-classes: hid events reading"
@@ -128,8 +128,8 @@ if wait_for 30 test -e /dev/hidraw0 && wait_for 10 find_ev && wait_for 5 test -e
     substr($5, 5, 4) == "0001" && $6 == "00000000" { rel++ }
     END { printf "releases %d", rel }')
   [ "$got" = "0x0b 0x08 0x0f 0x0f 0x12 releases 5" ]
-  check usbredir-hid-type $? "(type hello: $got)"
-  timeout 12 head -c 16 /dev/hidraw0 >/tmp/raw &
+  check usbredir-hid-type $? "(h e l l o typed a report each 0.4 s on the device side: $got)"
+  timeout 10 head -c 16 /dev/hidraw0 >/tmp/raw &
   rx=$!
   sleep 0.3
   say "ur-classes: hidraw reading"
