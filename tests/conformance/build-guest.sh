@@ -33,7 +33,9 @@ MODULES=(configfs usb-common usbcore udc-core usbip-core vhci-hcd usbtest
   # network adapters (guest/net.sh)
   cdc_ncm cdc_ether
   # serial port and HID (guest/acm-hid.sh), and the kernel's usb_f_acm for the benchmark
-  cdc-acm usbhid hid-generic evdev usb_f_acm)
+  cdc-acm usbhid hid-generic evdev usb_f_acm
+  # QEMU's default NIC, for USB/IP from usbfn outside the guest (guest/usbredir.sh's bench)
+  e1000)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build-guest: error: %s\n' "$*" >&2; exit 1; }

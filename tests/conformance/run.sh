@@ -140,7 +140,9 @@ if [ "${FFS_ROUNDS:-1}" != 0 ]; then
 fi
 # usbredir: usbfn on this machine, QEMU's usb-redir devices on EHCI/xHCI in the guest, every
 # usbtest result compared with the USB/IP run above (tests/conformance/usbredir.sh; the fault
-# checks and the bench next to USB/IP in the same boot). USBREDIR_CONFORMANCE=0 skips it.
+# checks, the class functions acm/msc/hid-keyboard over usbredir (UR_CLASSES=0 skips them) and
+# the bench next to USB/IP and QEMU's usb-storage in the same boot). USBREDIR_CONFORMANCE=0
+# skips it.
 redir_rc=0
 if [ "${USBREDIR_CONFORMANCE:-1}" = 1 ]; then
   echo "==> usbredir: usbtest over QEMU's usb-redir, compared with the USB/IP run"

@@ -26,6 +26,7 @@ use crate::server_args::{ServerArgs, print_exports};
   usbfn daemon --function acm --function msc --services external &
   usbfn service acm,pty=/tmp/ttyUSBFN &         # each function in a process of its own
   usbfn service msc,image=disk.img
+  usbfn daemon --usbredir 127.0.0.1:4000 --speed super   # for a QEMU guest: prints its -device arguments
   usbfn probe                                    # once every interface's service is active")]
 pub(crate) struct Args {
     /// The device file (docs/config.md): `[device]` and `[[interfaces]]`, each with the
@@ -47,6 +48,8 @@ pub(crate) struct Args {
     /// Linux FunctionFS instead of offering it over USB/IP.
     #[arg(long, value_name = "NAME")]
     udc: Option<String>,
+    #[command(flatten)]
+    usbredir: crate::usbredir::UsbredirArgs,
     /// A device made of built-in functions, as `usbfn serve --function` takes them
     /// (`KIND[,key=value...]`; repeat for a composite device). Instead of --config.
     #[arg(long, value_name = "KIND[,KEY=VALUE...]", conflicts_with = "config")]
@@ -156,6 +159,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         crate::serve::start_builtin(config, &device.functions)?
     };
     let speed = BusSpeed::from(device.usbip.speed.unwrap_or(args.speed));
+    let name = args
+        .config
+        .as_deref()
+        .map_or_else(|| "(default)".into(), |p| p.display().to_string());
+    if let Some(plan) = args.usbredir.plan(&[(name, &device.usbip)], &args.server)? {
+        return daemon_usbredir(&args, &device, controller, speed, &dir, &plan).await;
+    }
     let mut builder = Server::builder();
     let busid = builder.export(controller.clone(), speed)?;
     let mut server = builder.build();
@@ -217,6 +227,83 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     usbip.await?;
+    services.await?;
+    readiness.abort();
+    println!("usbfn daemon: stopped");
+    Ok(())
+}
+
+/// The daemon with its device on usbredir: the interface sockets as over USB/IP, the device
+/// offered to the guest (`device_connect`) while every service is active, withdrawn
+/// (`device_disconnect`) when one goes away.
+async fn daemon_usbredir(
+    args: &Args,
+    device: &DeviceFile,
+    controller: Controller,
+    speed: BusSpeed,
+    dir: &std::path::Path,
+    plan: &crate::usbredir::Plan,
+) -> anyhow::Result<()> {
+    let Some(address) = plan.addresses.first() else {
+        bail!("no usbredir address for the device");
+    };
+    // What can fail on a busy machine comes first (the socket, the capture file); the
+    // interface sockets last.
+    let mut endpoints = crate::usbredir::Endpoints::new(&args.server)?;
+    let line = endpoints
+        .start(
+            0,
+            controller.clone(),
+            address,
+            plan.listens,
+            speed,
+            args.server.idle_timeout.or(device.usbip.idle_timeout_s),
+            &device_name(&device.config),
+        )
+        .await?;
+    let sockets = if device.functions.is_empty() {
+        Some(InterfaceSockets::bind(&controller, dir)?)
+    } else {
+        None
+    };
+    for i in sockets.iter().flat_map(InterfaceSockets::interfaces) {
+        println!(
+            "usbfn daemon: interface {:?} {} at {}",
+            i.name,
+            i.guid,
+            i.path.display()
+        );
+    }
+    if let Some(path) = &args.server.pcap {
+        println!("usbfn daemon: writing URBs to {}", path.display());
+    }
+    println!(
+        "usbfn daemon: device ({speed} speed) offered to the QEMU guest once every interface's service is active"
+    );
+    println!(
+        "usbfn daemon: usbredir for QEMU guests ({})",
+        if plan.listens {
+            "listening"
+        } else {
+            "connecting to QEMU"
+        }
+    );
+    println!("{line}");
+    let readiness = tokio::spawn(log_readiness(controller.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let services = tokio::spawn(async move {
+        let mut rx = stop_rx;
+        let until = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        match sockets {
+            Some(s) => s.serve(until).await,
+            None => until.await,
+        }
+    });
+    shutdown_signal().await;
+    endpoints.stop().await;
+    let _ = stop_tx.send(true);
     services.await?;
     readiness.abort();
     println!("usbfn daemon: stopped");

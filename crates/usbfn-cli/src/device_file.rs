@@ -24,6 +24,8 @@ use usbfn_core::config::{
     AssociationSection, ConfigurationSection, ControlSection, DeviceSection, InterfaceSection,
 };
 
+use usbfn_usbredir::server::Address;
+
 use crate::serve::SpeedArg;
 
 /// A device file, read and validated.
@@ -63,6 +65,17 @@ pub(crate) struct UsbipSection {
     /// Most URB bytes outstanding on one connection.
     #[serde(default)]
     pub(crate) max_outstanding_bytes: Option<usize>,
+    /// Serve this device over usbredir at this address (`HOST:PORT` or `unix:PATH`).
+    #[serde(default, deserialize_with = "usbredir_address")]
+    pub(crate) usbredir: Option<Address>,
+}
+
+/// `usbredir = "127.0.0.1:4000"` or `"unix:/run/usbfn/qemu.sock"`.
+fn usbredir_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Address>, D::Error> {
+    let text = String::deserialize(d)?;
+    Address::parse(&text)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("usbredir = {text:?}: {e}")))
 }
 
 /// The file as TOML gives it.
@@ -108,6 +121,8 @@ struct LegacyEntry {
     function: String,
     #[serde(default)]
     speed: Option<SpeedArg>,
+    #[serde(default, deserialize_with = "usbredir_address")]
+    usbredir: Option<Address>,
     #[serde(flatten)]
     options: toml::Table,
 }
@@ -175,6 +190,7 @@ fn parse(text: &str) -> Result<Loaded, String> {
                     functions: vec![function],
                     usbip: UsbipSection {
                         speed: e.speed,
+                        usbredir: e.usbredir,
                         ..UsbipSection::default()
                     },
                 })

@@ -7,7 +7,6 @@ use serde::Deserialize;
 use usbfn::functions::{self, Function};
 use usbfn::{BusSpeed, Controller};
 use usbfn_usbip::server::Server;
-use usbfn_usbredir::server::Address;
 
 use crate::device_file::{self, DeviceFile, UsbipSection};
 use crate::server_args::{ServerArgs, merge_usbip, print_exports};
@@ -52,17 +51,8 @@ pub(crate) struct Args {
         default_value = "gadget-zero"
     )]
     function: Vec<String>,
-    /// Serve the devices to QEMU guests over usbredir instead of USB/IP, listening on
-    /// HOST:PORT or unix:PATH (QEMU's `-chardev socket` connects, `-device usb-redir` uses
-    /// it; the exact arguments are printed). Several devices: one port each, counting up
-    /// (Unix: PATH, PATH.2, ...). Loopback only unless --allow-remote.
-    #[arg(long, value_name = "ADDR", value_parser = usbfn_usbredir::server::Address::parse,
-          conflicts_with = "usbredir_connect")]
-    pub(crate) usbredir: Option<Address>,
-    /// Like --usbredir, but connect to a QEMU whose usb-redir chardev listens
-    /// (`server=on`) at HOST:PORT or unix:PATH; retried every second.
-    #[arg(long, value_name = "ADDR", value_parser = usbfn_usbredir::server::Address::parse)]
-    pub(crate) usbredir_connect: Option<Address>,
+    #[command(flatten)]
+    pub(crate) usbredir: crate::usbredir::UsbredirArgs,
 }
 
 /// `--speed`, and `speed` in device files.
@@ -132,8 +122,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
         return crate::ffs::serve(udc, device.functions.clone()).await;
     }
-    if args.usbredir.is_some() || args.usbredir_connect.is_some() {
-        return crate::usbredir::serve(&args, &devices).await;
+    let files: Vec<(String, &UsbipSection)> = devices
+        .iter()
+        .map(|(p, d)| (p.display().to_string(), &d.usbip))
+        .collect();
+    if let Some(plan) = args.usbredir.plan(&files, &args.server)? {
+        return serve_usbredir(&args, &devices, &plan).await;
     }
     let limits = merge_usbip(devices.iter().map(|(p, d)| (p.as_path(), &d.usbip)))?;
     let mut builder = Server::builder();
@@ -167,6 +161,53 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     );
     print_exports(addr, &exported);
     server.serve(listener, shutdown_signal()).await?;
+    println!("usbfn: stopped");
+    Ok(())
+}
+
+/// Serve every device over usbredir, one address each, until a signal.
+async fn serve_usbredir(
+    args: &Args,
+    devices: &[(PathBuf, DeviceFile)],
+    plan: &crate::usbredir::Plan,
+) -> anyhow::Result<()> {
+    let mut endpoints = crate::usbredir::Endpoints::new(&args.server)?;
+    let mut lines = Vec::new();
+    for (n, ((path, device), address)) in devices.iter().zip(&plan.addresses).enumerate() {
+        if device.functions.is_empty() {
+            bail!(
+                "{}: serve runs built-in functions only ([function] kind = ...); a device whose interfaces are served by service processes runs under `usbfn daemon --usbredir ADDR --config {}`",
+                path.display(),
+                path.display()
+            );
+        }
+        let controller = start_builtin(&device.config, &device.functions)?;
+        let speed = BusSpeed::from(device.usbip.speed.unwrap_or(args.speed));
+        let idle = args.server.idle_timeout.or(device.usbip.idle_timeout_s);
+        let what = device_file::kinds(&device.functions);
+        lines.push(
+            endpoints
+                .start(n, controller, address, plan.listens, speed, idle, &what)
+                .await?,
+        );
+    }
+    println!(
+        "usbfn: serving {} device(s) over usbredir ({})",
+        devices.len(),
+        if plan.listens {
+            "listening"
+        } else {
+            "connecting to QEMU"
+        }
+    );
+    if let Some(path) = &args.server.pcap {
+        println!("usbfn: writing URBs to {}", path.display());
+    }
+    for line in lines {
+        println!("{line}");
+    }
+    shutdown_signal().await;
+    endpoints.stop().await;
     println!("usbfn: stopped");
     Ok(())
 }

@@ -19,6 +19,7 @@ use usbfn_core::{
 };
 
 use crate::Error;
+use crate::bus_tap::BusTap;
 use crate::interface::Interface;
 
 /// What the core sends a bus.
@@ -54,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) opened: Vec<bool>,
     pub(crate) bus: Option<mpsc::UnboundedSender<BusOutput>>,
     pub(crate) bus_generation: u64,
+    /// Sees every URB of every bus (`--pcap`).
+    tap: Option<Arc<dyn BusTap>>,
     deadline: Option<Instant>,
     /// What `Shared::ready` holds, so dispatch only takes the watch's lock on a change.
     ready: bool,
@@ -125,6 +128,7 @@ impl Controller {
                 opened: vec![false; functions],
                 bus: None,
                 bus_generation: 0,
+                tap: None,
                 deadline: None,
                 ready: false,
             }),
@@ -207,6 +211,12 @@ impl Controller {
         self.shared.ready.subscribe()
     }
 
+    /// Let `tap` see every URB submitted on this device's bus and every completion, from
+    /// now on and for every bus connected later (`None` removes it).
+    pub fn set_bus_tap(&self, tap: Option<Arc<dyn BusTap>>) {
+        self.shared.lock().tap = tap;
+    }
+
     /// Connect a host at `speed`: attach + bus reset. Only one host at a time.
     pub fn connect_bus(&self, speed: BusSpeed) -> Result<BusPort, Error> {
         let mut inner = self.shared.lock();
@@ -255,6 +265,9 @@ impl Shared {
             }
         }
         while let Some(c) = inner.device.poll_urb_completion() {
+            if let Some(tap) = &inner.tap {
+                tap.complete(&c);
+            }
             match &inner.bus {
                 Some(tx) => {
                     if tx.send(BusOutput::Completion(c)).is_err() {
@@ -311,6 +324,9 @@ impl BusPort {
     /// Submit a URB; its completion arrives from [`BusPort::recv`].
     pub fn submit(&self, urb: usbfn_core::Urb) {
         let mut inner = self.shared.lock();
+        if let Some(tap) = &inner.tap {
+            tap.submit(&urb);
+        }
         inner.device.submit_urb(urb, Instant::now());
         self.shared.dispatch(&mut inner);
     }
@@ -318,7 +334,11 @@ impl BusPort {
     /// Complete a URB without the device (e.g. one addressed to another device id): the
     /// completion arrives from [`BusPort::recv`] in order with the device's own.
     pub fn answer(&self, completion: UrbCompletion) {
-        if let Some(tx) = &self.shared.lock().bus {
+        let inner = self.shared.lock();
+        if let Some(tap) = &inner.tap {
+            tap.complete(&completion);
+        }
+        if let Some(tx) = &inner.bus {
             let _ = tx.send(BusOutput::Completion(completion));
         }
     }
@@ -327,6 +347,9 @@ impl BusPort {
     pub fn unlink(&self, id: usbfn_core::UrbId) -> bool {
         let mut inner = self.shared.lock();
         let removed = inner.device.unlink_urb(id, Instant::now());
+        if removed && let Some(tap) = &inner.tap {
+            tap.unlinked(id);
+        }
         self.shared.dispatch(&mut inner);
         removed
     }

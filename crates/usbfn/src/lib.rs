@@ -47,6 +47,7 @@
 
 mod api;
 pub mod blocking;
+pub mod bus_tap;
 mod controller;
 pub mod functions;
 pub mod host;

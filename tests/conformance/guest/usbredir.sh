@@ -8,7 +8,9 @@
 # usbredir-<speed>-p<pattern>-l<length>, compared by compare-usbredir.py with the USB/IP run's
 # usbfn-<speed>-p<pattern>-l<length>), then the benchmark (cases 1, 2, 27, 28) over usbredir
 # and, in this same boot, over USB/IP (usbfn inside the guest, vhci-hcd): bench-usbredir /
-# bench-usbip. UR_EXTRA_CHECKS, when set, is a script sourced at the end (class functions:
+# bench-usbip, and (UR_USBIP_HOST_PORT, set by the host script) over USB/IP from a usbfn
+# outside the guest, through QEMU's user network: bench-usbip-host, the like-for-like
+# figure. UR_EXTRA_CHECKS, when set, is a script sourced at the end (class functions:
 # their devices are extra usb-redir devices the host script was given).
 #
 # Knobs: UR_SPEEDS ("high super"), UR_PATTERNS ("0 1"), UR_SETS ("1024:512 1000:500
@@ -18,7 +20,7 @@
 . /lib/conformance/lib.sh
 conformance_setup
 
-UR_SPEEDS=${UR_SPEEDS:-high super}
+UR_SPEEDS=${UR_SPEEDS-high super}
 UR_PATTERNS=${UR_PATTERNS:-0 1}
 UR_SETS=${UR_SETS:-1024:512 1000:500 2048:1024}
 UR_ITERATIONS=${UR_ITERATIONS:-20}
@@ -26,7 +28,7 @@ UR_CASES=${UR_CASES:-0-14,17-21,27-29}
 # Run last, after the benchmark: on xHCI, usbtest 24 (unlink queued OUT URBs) has hung the
 # guest's host stack (a timed-out usbtest ioctl blocks later sysfs reads of its device), so
 # it must not take the other results with it.
-UR_LATE_CASES=${UR_LATE_CASES:-24}
+UR_LATE_CASES=${UR_LATE_CASES-24}
 UR_BENCH_ITERATIONS=${UR_BENCH_ITERATIONS:-200}
 CASE_TIMEOUT=${UR_CASE_TIMEOUT:-60}
 SGLEN=32
@@ -170,6 +172,33 @@ if [ "$UR_BENCH_ITERATIONS" != 0 ]; then
     fi
     usbip_detach_all
     kill -INT "$pid" 2>/dev/null && wait "$pid"
+  fi
+  # Like for like: USB/IP from a usbfn on the machine outside the guest (where the usbredir
+  # one runs too), reached through QEMU's user network (10.0.2.2 is the host's loopback).
+  if [ -n "${UR_USBIP_HOST_PORT:-}" ] && load_modules e1000 usbip-core vhci-hcd; then
+    ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0
+    vdev=""
+    i=0
+    while [ $i -lt 50 ]; do
+      usbip --tcp-port "$UR_USBIP_HOST_PORT" attach -r 10.0.2.2 -b 1-1 2>/dev/null && break
+      sleep 0.2
+      i=$((i + 1))
+    done
+    for _ in $(seq 1 100); do
+      for d in /sys/bus/usb/devices/*; do
+        case "$(readlink -f "$d")" in *vhci*) ;; *) continue ;; esac
+        [ -f "$d/idVendor" ] && [ "$(cat "$d/idVendor")" = 0525 ] && vdev=$d
+      done
+      [ -n "$vdev" ] && break
+      sleep 0.2
+    done
+    if [ -n "$vdev" ]; then
+      drive bench-usbip-host "$vdev" 1,2,27,28 1024 512 "$UR_BENCH_ITERATIONS"
+    else
+      say "bench-usbip-host: usbip attach -r 10.0.2.2 (port $UR_USBIP_HOST_PORT) gave no device"
+      incomplete=$((incomplete + 1))
+    fi
+    usbip_detach_all
   fi
   say "benchmark took $(elapsed_since "$tb") s"
 fi
