@@ -17,8 +17,16 @@ rc=0
 [ "$composite" -ge 2 ] || { echo "acm-hid: $composite of 2 composite checks passed"; rc=1; }
 [ "$services" -ge 6 ] || { echo "acm-hid: $services of 6 services checks passed"; rc=1; }
 grep -aq '^CONFORMANCE-EXIT=' "$log" || { echo "acm-hid: the guest did not finish"; rc=1; }
-# usbfn against the kernel's usb_f_acm on usbip-vudc, each way (MB/s).
-awk '$1 == "bench" && $2 == "acm" { v[$3 " " $4] = $7 }
-  END { for (d in v) if (d ~ /^usbfn/) { split(d, p, " "); k = "vudc " p[2];
-    if (k in v && v[k] > 0) printf "acm %s: usbfn %s MB/s, usbip-vudc %s MB/s, ratio %.2f\n", p[2], v[d], v[k], v[d] / v[k] } }' "$log"
+# usbfn against the kernel's usb_f_acm on usbip-vudc, each way: every run's MB/s, the
+# median of each side's runs and the ratio of the medians (the runs alternate in one boot).
+awk '$1 == "bench" && $2 == "acm" { k = $3 " " $4; n[k]++; v[k, n[k]] = $7; all[k] = all[k] " " $7 }
+  function median(k,   i, j, t, a, m) {
+    m = n[k]; for (i = 1; i <= m; i++) a[i] = v[k, i]
+    for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+  }
+  END { split("h2d d2h", dirs, " ")
+    for (d = 1; d <= 2; d++) { u = "usbfn " dirs[d]; b = "vudc " dirs[d]
+      if ((u in n) && (b in n) && median(b) > 0)
+        printf "acm %s: usbfn median %.3f MB/s (runs:%s), usbip-vudc median %.3f MB/s (runs:%s), ratio %.2f\n", dirs[d], median(u), all[u], median(b), all[b], median(u) / median(b) } }' "$log"
 exit $rc

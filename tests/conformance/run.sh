@@ -124,7 +124,7 @@ fi
 acm_hid_rc=0
 if [ "${ACM_HID_CONFORMANCE:-1}" = 1 ]; then
   echo "==> booting the guest: acm and hid-keyboard against cdc-acm, usbhid and hid-generic"
-  "$here/run-guest.sh" --quiet --timeout 600 --log "$build/acm-hid.log" "$@" \
+  "$here/run-guest.sh" --quiet --timeout 900 --log "$build/acm-hid.log" "$@" \
     "$here/guest/acm-hid.sh" "$usbfn" || acm_hid_rc=$?
   "$here/acm-hid-check.sh" "$build/acm-hid.log" || acm_hid_rc=$((acm_hid_rc == 0 ? 1 : acm_hid_rc))
 fi

@@ -6,12 +6,18 @@
 # Check lines: "conformance acm: PASS|FAIL <what> (<figures>)", "conformance hid: ...",
 # "conformance services: ...";
 # benchmark lines: "bench acm <usbfn|vudc> <h2d|d2h> <bytes> <seconds> <MB/s>".
-# Knobs: ACM_BYTES (default 1048576), ACM_BENCH (1: the vudc side too).
+# Knobs: ACM_BYTES (default 1048576), ACM_BENCH (1: the vudc side too), ACM_RUNS (timed
+# transfers each way per side, default 3; the checker takes the median), ACM_SPEED (the speed
+# `usbfn serve` exports the serial port at, default high), ACM_ONLY (1: skip HID and the
+# composite, for benchmark runs).
 . /lib/conformance/lib.sh
 conformance_setup
 
 ACM_BYTES=${ACM_BYTES:-1048576}
 ACM_BENCH=${ACM_BENCH:-1}
+ACM_RUNS=${ACM_RUNS:-3}
+ACM_SPEED=${ACM_SPEED:-high}
+ACM_ONLY=${ACM_ONLY:-0}
 fails=0
 check() { # AREA NAME RC FIGURES
   if [ "$3" = 0 ]; then
@@ -42,45 +48,46 @@ load_modules configfs usb-common usbcore udc-core usbip-core vhci-hcd libcomposi
 dd if=/dev/urandom of=/tmp/h2d bs=65536 count=$((ACM_BYTES / 65536)) 2>/dev/null
 dd if=/dev/urandom of=/tmp/d2h bs=65536 count=$((ACM_BYTES / 65536)) 2>/dev/null
 
-# transfer AREA LABEL HOST_TTY DEVICE_TTY: 1 MiB each way, byte-exact, timed.
-transfer() {
-  local t0 t1 s rc
+# one AREA LABEL h2d|d2h HOST_TTY DEVICE_TTY RUN: ACM_BYTES one way, byte-exact, timed from
+# the writer's start until the reader has them all.
+one() {
+  local file src dst what reader t0 t1 s rc
+  if [ "$3" = h2d ]; then
+    file=/tmp/h2d src=$4 dst=$5 what="host to device"
+  else
+    file=/tmp/d2h src=$5 dst=$4 what="device to host"
+  fi
   rm -f /tmp/rx
-  timeout 120 head -c "$ACM_BYTES" "$4" >/tmp/rx &
+  timeout 120 head -c "$ACM_BYTES" "$dst" >/tmp/rx &
+  reader=$!
   sleep 0.5
   t0=$(uptime_s)
-  cat /tmp/h2d >"$3"
-  wait $!
+  cat "$file" >"$src"
+  wait $reader
   t1=$(uptime_s)
   s=$(secs "$t0" "$t1")
-  cmp -s /tmp/h2d /tmp/rx
+  cmp -s "$file" /tmp/rx
   rc=$?
-  check "$1" "$2 host to device: $ACM_BYTES random bytes byte-exact" $rc \
+  check "$1" "$2 $what: $ACM_BYTES random bytes byte-exact (run $6)" $rc \
     "$(wc -c </tmp/rx) bytes in $s s, $(mbps "$ACM_BYTES" "$s") MB/s"
-  echo "bench acm $2 h2d $ACM_BYTES $s $(mbps "$ACM_BYTES" "$s")"
-  rm -f /tmp/rx
-  timeout 120 head -c "$ACM_BYTES" "$3" >/tmp/rx &
-  sleep 0.5
-  t0=$(uptime_s)
-  cat /tmp/d2h >"$4"
-  wait $!
-  t1=$(uptime_s)
-  s=$(secs "$t0" "$t1")
-  cmp -s /tmp/d2h /tmp/rx
-  rc=$?
-  check "$1" "$2 device to host: $ACM_BYTES random bytes byte-exact" $rc \
-    "$(wc -c </tmp/rx) bytes in $s s, $(mbps "$ACM_BYTES" "$s") MB/s"
-  echo "bench acm $2 d2h $ACM_BYTES $s $(mbps "$ACM_BYTES" "$s")"
+  echo "bench acm $2 $3 $ACM_BYTES $s $(mbps "$ACM_BYTES" "$s")"
 }
 
-# ---- ACM: usbfn ---------------------------------------------------------------------------
-usbfn serve --function acm,pty=/tmp/ttyUSBFN >/tmp/acm.log 2>&1 &
+# ---- ACM: usbfn (port 3241), then the kernel's usb_f_acm through usbip-vudc (usbipd on
+# 3240), both attached at once so that their runs alternate in the same boot.
+usbfn serve --listen 127.0.0.1:3241 --speed "$ACM_SPEED" --function acm,pty=/tmp/ttyUSBFN \
+  >/tmp/acm.log 2>&1 &
 USBFN_PID=$!
-usbip_attach_local 1-1 10
+i=0
+until usbip --tcp-port 3241 attach -r 127.0.0.1 -b 1-1 || [ $i -ge 50 ]; do
+  sleep 0.2
+  i=$((i + 1))
+done
 wait_file /dev/ttyACM0 10
 rc=$?
 check acm "cdc-acm binds, /dev/ttyACM0 appears" $rc \
-  "$(ls /sys/bus/usb/drivers/cdc_acm 2>/dev/null | grep -c :) interfaces bound"
+  "$(ls /sys/bus/usb/drivers/cdc_acm 2>/dev/null | grep -c :) interfaces bound, $ACM_SPEED speed"
+usbfn_ok=$rc
 if [ $rc = 0 ]; then
   stty -F /dev/ttyACM0 raw -echo clocal
   stty -F /tmp/ttyUSBFN raw -echo
@@ -101,17 +108,9 @@ if [ $rc = 0 ]; then
   grep -q 'control lines DTR=1 RTS=1' /tmp/acm.log
   check acm "DTR/RTS visible on the device side" $? \
     "$(grep -c 'control lines' /tmp/acm.log) control-line events"
-  transfer acm usbfn /dev/ttyACM0 /tmp/ttyUSBFN
-  grep -q 'device side opened the pty' /tmp/acm.log
-  check acm "carrier follows the device side's open" $? \
-    "$(grep -c 'device side' /tmp/acm.log) open/close events"
 fi
-usbip_detach_all
-kill -INT "$USBFN_PID" 2>/dev/null
-wait "$USBFN_PID" 2>/dev/null
-sleep 0.5
 
-# ---- ACM: the kernel's usb_f_acm through usbip-vudc --------------------------------------
+vtty=""
 if [ "$ACM_BENCH" = 1 ]; then
   usbipd -e -D -P/run/usbipd.pid && sleep 0.3
   g="$GADGET_ROOT/acm"
@@ -120,25 +119,54 @@ if [ "$ACM_BENCH" = 1 ]; then
   ln -s "$g/functions/acm.usb0" "$g/configs/c.1/"
   echo usbip-vudc.0 >"$g/UDC"
   usbip_attach_local usbip-vudc.0 10
-  tty=""
   for i in 1 2 3 4 5 6 7 8 9 10; do
-    for t in /dev/ttyACM*; do [ -e "$t" ] && tty=$t; done
-    [ -n "$tty" ] && [ -e /dev/ttyGS0 ] && break
+    for t in /dev/ttyACM*; do [ -e "$t" ] && [ "$t" != /dev/ttyACM0 ] && vtty=$t; done
+    [ -n "$vtty" ] && [ -e /dev/ttyGS0 ] && break
     sleep 0.5
   done
-  if [ -n "$tty" ] && [ -e /dev/ttyGS0 ]; then
-    stty -F "$tty" raw -echo clocal
+  if [ -n "$vtty" ] && [ -e /dev/ttyGS0 ]; then
+    stty -F "$vtty" raw -echo clocal
     stty -F /dev/ttyGS0 raw -echo clocal
-    transfer vudc vudc "$tty" /dev/ttyGS0
   else
     check vudc "kernel usb_f_acm on usbip-vudc" 1 "no tty"
+    vtty=""
   fi
-  usbip_detach_all
+fi
+
+# Same tools, block sizes and bytes on both sides; the order alternates from run to run.
+run=1
+while [ $run -le "$ACM_RUNS" ]; do
+  for dir in h2d d2h; do
+    if [ $((run % 2)) = 1 ]; then
+      [ $usbfn_ok = 0 ] && one acm usbfn $dir /dev/ttyACM0 /tmp/ttyUSBFN $run
+      [ -n "$vtty" ] && one vudc vudc $dir "$vtty" /dev/ttyGS0 $run
+    else
+      [ -n "$vtty" ] && one vudc vudc $dir "$vtty" /dev/ttyGS0 $run
+      [ $usbfn_ok = 0 ] && one acm usbfn $dir /dev/ttyACM0 /tmp/ttyUSBFN $run
+    fi
+  done
+  run=$((run + 1))
+done
+if [ $usbfn_ok = 0 ]; then
+  grep -q 'device side opened the pty' /tmp/acm.log
+  check acm "carrier follows the device side's open" $? \
+    "$(grep -c 'device side' /tmp/acm.log) open/close events"
+fi
+usbip_detach_all
+kill -INT "$USBFN_PID" 2>/dev/null
+wait "$USBFN_PID" 2>/dev/null
+sleep 0.5
+if [ "$ACM_BENCH" = 1 ]; then
   echo "" >"$g/UDC" 2>/dev/null
   rm -f "$g/configs/c.1/acm.usb0"
   rmdir "$g/configs/c.1" "$g/functions/acm.usb0" "$g"
   [ -f /run/usbipd.pid ] && kill "$(cat /run/usbipd.pid)" 2>/dev/null
   sleep 0.3
+fi
+
+if [ "$ACM_ONLY" = 1 ]; then
+  echo "acm-hid: $fails failed check(s) (acm only)"
+  conformance_exit "$fails"
 fi
 
 # ---- HID keyboard ------------------------------------------------------------------------

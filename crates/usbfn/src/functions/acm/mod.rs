@@ -18,11 +18,14 @@ pub mod cdc;
 mod pty;
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use usbfn_core::config::{
@@ -41,8 +44,10 @@ use pty::{Pty, ReadOutcome};
 pub const OUT_QUEUE: usize = 32;
 /// IN transfers in flight at once.
 pub const IN_DEPTH: usize = 8;
-/// The largest IN transfer (one read from the pty).
+/// The largest read from the pty.
 pub const IN_CHUNK: usize = 16 * 1024;
+/// The largest IN transfer (reads already made, joined).
+pub const IN_MAX: usize = 64 * 1024;
 /// How often the device side's open/close is checked.
 pub const CARRIER_POLL: Duration = Duration::from_millis(50);
 /// wMaxPacketSize of the notification endpoint (the kernel's `GS_NOTIFY_MAXPACKET`).
@@ -452,7 +457,9 @@ async fn data_loop<S: ServiceApi>(iface: Arc<S>, shared: Arc<Shared>) -> Result<
 
 /// Host to device: one-packet OUT transfers (a transfer never waits for more data than one
 /// packet, so a host write that ends on a full packet is delivered at once), written to the
-/// pty in order; nothing is read while the device side is closed or not draining.
+/// pty in order; nothing is read while the device side is closed or not draining. Packets
+/// that have already arrived behind the first one are joined into one pty write (a host URB
+/// of several packets costs one write, not one per packet).
 async fn host_to_device<S: ServiceApi>(
     iface: Arc<S>,
     pipe: PipeId,
@@ -460,18 +467,19 @@ async fn host_to_device<S: ServiceApi>(
     shared: Arc<Shared>,
 ) {
     let mut carrier = shared.carrier.subscribe();
-    let mut queue = VecDeque::with_capacity(OUT_QUEUE);
+    let mut queue: VecDeque<Pin<Box<S::Transfer>>> = VecDeque::with_capacity(OUT_QUEUE);
+    let mut joined = Vec::with_capacity(OUT_QUEUE * mps);
     loop {
         if !wait_open(&mut carrier).await {
             return;
         }
         while queue.len() < OUT_QUEUE {
-            queue.push_back(iface.transfer_out(pipe, mps));
+            queue.push_back(Box::pin(iface.transfer_out(pipe, mps)));
         }
         let Some(front) = queue.pop_front() else {
             continue;
         };
-        let data = match front.await {
+        let first = match front.await {
             Ok(c) => c.data,
             Err(e) if ends_stream(&e) => return,
             Err(e) => {
@@ -479,7 +487,35 @@ async fn host_to_device<S: ServiceApi>(
                 continue;
             }
         };
-        if !write_to_device_side(&shared, &data, &mut carrier).await {
+        // Take the packets that are already there, without waiting for any.
+        joined.clear();
+        let mut stream_ended = false;
+        while let Some(next) = queue.front_mut() {
+            let mut cx = Context::from_waker(Waker::noop());
+            let Poll::Ready(result) = next.as_mut().poll(&mut cx) else {
+                break;
+            };
+            queue.pop_front();
+            match result {
+                Ok(c) => {
+                    if joined.is_empty() {
+                        joined.extend_from_slice(&first);
+                    }
+                    joined.extend_from_slice(&c.data);
+                }
+                Err(e) if ends_stream(&e) => {
+                    stream_ended = true;
+                    break;
+                }
+                Err(e) => tracing::debug!(error = %e, "acm OUT transfer failed"),
+            }
+        }
+        let data = if joined.is_empty() {
+            &first[..]
+        } else {
+            &joined[..]
+        };
+        if !write_to_device_side(&shared, data, &mut carrier).await || stream_ended {
             return;
         }
     }
@@ -496,25 +532,23 @@ async fn wait_open(carrier: &mut watch::Receiver<bool>) -> bool {
 }
 
 /// Write all of `data` to the pty, waiting for the device side to (re)open it when it is
-/// closed: bytes the host sent are never dropped. False when the port is gone.
+/// closed (a master write fails with `EIO` then, having written nothing): bytes the host
+/// sent are never dropped. False when the port is gone.
 async fn write_to_device_side(
     shared: &Shared,
     mut data: &[u8],
     carrier: &mut watch::Receiver<bool>,
 ) -> bool {
     while !data.is_empty() {
-        if !shared.pty.peer_open() {
-            carrier.mark_changed();
-            tokio::time::sleep(CARRIER_POLL).await;
-            if !wait_open(carrier).await {
-                return false;
-            }
-            continue;
-        }
         match shared.pty.write(data).await {
             Ok(n) => data = data.get(n..).unwrap_or_default(),
             Err(e) if e.raw_os_error() == Some(nix::libc::EIO) => {
+                // The device side closed the pty: wait for it to open it again.
+                carrier.mark_changed();
                 tokio::time::sleep(CARRIER_POLL).await;
+                if !shared.pty.peer_open() && !wait_open(carrier).await {
+                    return false;
+                }
             }
             Err(e) => {
                 tracing::warn!(function = %shared.tag, "pty write failed: {e}");
@@ -552,8 +586,12 @@ async fn read_device_side(shared: Arc<Shared>, tx: mpsc::Sender<Bytes>) {
     }
 }
 
-/// The IN queue to the host: up to [`IN_DEPTH`] transfers in flight, each ended by a short
-/// packet or a zero-length packet, so the host's read URB completes at once.
+/// The IN queue to the host: up to [`IN_DEPTH`] transfers in flight. Chunks already read
+/// from the pty are joined into one transfer of up to [`IN_MAX`] bytes, and only the last
+/// transfer of a burst (nothing read behind it yet) is ended by a short packet or a
+/// zero-length packet, as the kernel's u_serial does: the host's read URB completes at once
+/// when the device side pauses, and no URB is spent on a zero-length packet while data keeps
+/// coming.
 async fn device_to_host<S: ServiceApi>(
     iface: Arc<S>,
     pipe: PipeId,
@@ -561,8 +599,13 @@ async fn device_to_host<S: ServiceApi>(
     mut rx: mpsc::Receiver<Bytes>,
 ) {
     let mut inflight = VecDeque::with_capacity(IN_DEPTH);
+    let mut pending: Option<Bytes> = None;
     loop {
-        let next = if inflight.is_empty() {
+        let next = if inflight.len() < IN_DEPTH && pending.is_some() {
+            pending.take()
+        } else if pending.is_some() {
+            None
+        } else if inflight.is_empty() {
             match rx.recv().await {
                 Some(chunk) => Some(chunk),
                 None => return,
@@ -573,10 +616,17 @@ async fn device_to_host<S: ServiceApi>(
             None
         };
         match next {
-            Some(chunk) if chunk.len() % mps == 0 => {
-                inflight.push_back(iface.transfer_in_append_zero(pipe, chunk))
+            Some(chunk) => {
+                let (data, behind) = join_ready(chunk, &mut rx, IN_MAX);
+                let more = behind.is_some();
+                pending = behind;
+                let t = if data.len() % mps == 0 && !more {
+                    iface.transfer_in_append_zero(pipe, data)
+                } else {
+                    iface.transfer_in(pipe, data)
+                };
+                inflight.push_back(t);
             }
-            Some(chunk) => inflight.push_back(iface.transfer_in(pipe, chunk)),
             None => {
                 let Some(t) = inflight.pop_front() else {
                     continue;
@@ -589,6 +639,27 @@ async fn device_to_host<S: ServiceApi>(
             }
         }
     }
+}
+
+/// `first` and the chunks already waiting in `rx` behind it, joined up to `max` bytes; the
+/// chunk that did not fit (data is behind the joined ones) is handed back.
+fn join_ready(first: Bytes, rx: &mut mpsc::Receiver<Bytes>, max: usize) -> (Bytes, Option<Bytes>) {
+    let Ok(second) = rx.try_recv() else {
+        return (first, None);
+    };
+    if first.len() + second.len() > max {
+        return (first, Some(second));
+    }
+    let mut joined = BytesMut::with_capacity(max);
+    joined.extend_from_slice(&first);
+    joined.extend_from_slice(&second);
+    while let Ok(next) = rx.try_recv() {
+        if joined.len() + next.len() > max {
+            return (joined.freeze(), Some(next));
+        }
+        joined.extend_from_slice(&next);
+    }
+    (joined.freeze(), None)
 }
 
 #[cfg(test)]
