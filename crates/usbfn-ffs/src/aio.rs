@@ -27,8 +27,11 @@ use crate::sys::{
 };
 
 /// Requests in flight per device (the AIO context's size): the limit a service hits with
-/// `STATUS_INSUFFICIENT_RESOURCES`-style refusals.
-pub const MAX_IN_FLIGHT: usize = 1024;
+/// `STATUS_INSUFFICIENT_RESOURCES`-style refusals. Room for Gadget Zero's controller depth
+/// (`CONTROLLER_QLEN` 256 per direction) twice over: on every SET_INTERFACE the previous
+/// generation's cancelled requests are still being reaped while the next one is queued (at
+/// 1024 the new OUT transfers were refused and the sink starved).
+pub const MAX_IN_FLIGHT: usize = 4096;
 // io_setup takes the context's size as a u32.
 const _: () = assert!(MAX_IN_FLIGHT <= u32::MAX as usize);
 

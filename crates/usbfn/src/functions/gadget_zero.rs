@@ -80,7 +80,8 @@ pub const ISO_PACKETS_PER_TRANSFER: usize = 16;
 /// comes back, a round trip of milliseconds under load (the kernel's f_sourcesink requeues
 /// inside the UDC's completion callback instead), so throughput is the queue depth over that
 /// round trip: usbtest 27/28 on dummy_hcd ran 2 to 3.5 times faster at 256 than at 32
-/// (docs/benchmarks.md). 256 per direction stays within `usbfn_ffs::MAX_IN_FLIGHT`.
+/// (docs/benchmarks.md). Two generations of 256 per direction (the one being cancelled on
+/// a SET_INTERFACE and the next) stay within `usbfn_ffs::MAX_IN_FLIGHT`.
 pub const CONTROLLER_QLEN: usize = 256;
 
 /// Options of the function. The isochronous and interrupt ones carry f_sourcesink's names.
