@@ -46,6 +46,16 @@ async fn serve_here(
     functions: &[Function],
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
+    // Gadget Zero queues deeper on a controller (gadget_zero::CONTROLLER_QLEN).
+    let functions: Vec<Function> = functions
+        .iter()
+        .cloned()
+        .map(|f| match f {
+            Function::GadgetZero(o) => Function::GadgetZero(o.for_controller()),
+            other => other,
+        })
+        .collect();
+    let functions = &functions[..];
     let kinds = crate::device_file::kinds(functions);
     // Gadget Zero alone offers bulk only on a controller, as f_sourcesink does on a UDC
     // without isochronous endpoints (in FunctionFS an endpoint belongs to one alternate

@@ -210,7 +210,8 @@ impl FfsDevice {
             ep0_threads: Mutex::new(Vec::new()),
             model,
         });
-        tokio::spawn(aio.reap());
+        tokio::spawn(aio.clone().reap());
+        tokio::spawn(aio.flusher());
         let timeout = shared.model.setup_timeout();
         for (g, (ep0, rx)) in ep0_files.into_iter().zip(receivers).enumerate() {
             let wake = Arc::new(
@@ -405,6 +406,7 @@ impl Shared {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        self.aio.log_stats();
         lock(&self.state).pipes.clear();
         for n in &self.events {
             n.notify_waiters();

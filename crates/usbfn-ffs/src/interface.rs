@@ -159,33 +159,27 @@ impl FfsInterface {
             )
         };
         let aio = self.shared.aio.clone();
-        let mut parts = Vec::new();
         let len = write.as_ref().map_or(0, Bytes::len);
         let needs_zlp = zlp && len > 0 && len.is_multiple_of(mps);
-        let mut requests = vec![write.clone()];
+        let mut requests = vec![write];
         if needs_zlp {
             requests.push(Some(Bytes::new()));
         }
-        for request in requests {
-            match aio.submit(&file, capacity, request) {
-                Ok((key, rx)) => parts.push((key, Some(rx))),
-                Err(e) => {
-                    for (key, _) in &parts {
-                        aio.cancel(*key);
-                    }
-                    return Self::early(Err(if e.kind() == std::io::ErrorKind::WouldBlock {
-                        refused(ServiceError::LimitExceeded {
-                            what: "AIO requests in flight (usbfn_ffs::MAX_IN_FLIGHT)",
-                            limit: crate::aio::MAX_IN_FLIGHT,
-                        })
-                    } else {
-                        Error::Transfer(CompletionStatus::from_functionfs_errno(
-                            -e.raw_os_error().unwrap_or(libc::EIO),
-                        ))
-                    }));
-                }
+        let parts = match aio.submit(&file, capacity, requests) {
+            Ok(parts) => parts.into_iter().map(|(key, rx)| (key, Some(rx))).collect(),
+            Err(e) => {
+                return Self::early(Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+                    refused(ServiceError::LimitExceeded {
+                        what: "AIO requests in flight (usbfn_ffs::MAX_IN_FLIGHT)",
+                        limit: crate::aio::MAX_IN_FLIGHT,
+                    })
+                } else {
+                    Error::Transfer(CompletionStatus::from_functionfs_errno(
+                        -e.raw_os_error().unwrap_or(libc::EIO),
+                    ))
+                }));
             }
-        }
+        };
         FfsTransfer {
             kind: Kind::Aio {
                 aio,

@@ -169,33 +169,22 @@ impl AioContext {
         Ok(AioContext(ctx))
     }
 
-    /// `io_submit` of one iocb. The caller keeps `*iocb` and the buffer it points to alive
-    /// and unmoved until the matching event has been reaped.
+    /// `io_submit` of the iocbs in `list`, in order: how many the kernel queued (from the
+    /// front), or the error of the first when it queued none. The caller keeps every
+    /// `*iocb` and the buffer it points to alive and unmoved until the matching event has
+    /// been reaped.
     ///
     /// # Safety
     ///
-    /// `iocb.aio_buf`/`aio_nbytes` must describe memory that stays valid (and, for reads,
-    /// exclusively writable by the kernel) until the completion event for `iocb.aio_data`
-    /// has been returned by [`AioContext::get_events`].
-    pub(crate) unsafe fn submit(&self, iocb: *mut Iocb) -> io::Result<()> {
-        let mut list = [iocb];
-        // SAFETY: `list` holds one pointer to a valid iocb; the buffer contract is the
+    /// Each iocb's `aio_buf`/`aio_nbytes` must describe memory that stays valid (and, for
+    /// reads, exclusively writable by the kernel) until the completion event for its
+    /// `aio_data` has been returned by [`AioContext::get_events`].
+    pub(crate) unsafe fn submit(&self, list: &mut [*mut Iocb]) -> io::Result<usize> {
+        let nr = libc::c_long::try_from(list.len()).unwrap_or(libc::c_long::MAX);
+        // SAFETY: `list` holds `nr` pointers to valid iocbs; the buffer contract is the
         // caller's (see above).
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_io_submit,
-                self.0,
-                1 as libc::c_long,
-                list.as_mut_ptr(),
-            )
-        };
-        match cvt(r)? {
-            1 => Ok(()),
-            _ => Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "io_submit queued nothing",
-            )),
-        }
+        let r = unsafe { libc::syscall(libc::SYS_io_submit, self.0, nr, list.as_mut_ptr()) };
+        usize::try_from(cvt(r)?).map_err(io::Error::other)
     }
 
     /// `io_cancel`: the kernel dequeues the request; its event still arrives (with an

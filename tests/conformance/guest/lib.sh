@@ -91,9 +91,10 @@ set_usbtest_pattern() { echo "$1" >/sys/module/usbtest/parameters/pattern; }
 
 # ---- gadget (configfs) -----------------------------------------------------------------------
 
-# gadget_sourcesink NAME PATTERN [BULK_BUFLEN]: a "Gadget Zero" (0525:a4a0) with the kernel's
+# gadget_sourcesink NAME PATTERN [BULK_BUFLEN [BULK_QLEN]]: a "Gadget Zero" (0525:a4a0) with the kernel's
 # SourceSink function, not yet bound. PATTERN must match usbtest's pattern= (the gadget checks
-# OUT data); BULK_BUFLEN is the size of the gadget's bulk requests (default 4096). Function
+# OUT data); BULK_BUFLEN is the size of the gadget's bulk requests (default 4096), BULK_QLEN
+# how many it keeps queued per endpoint (default 32; "" keeps the default). Function
 # attributes can only be set before the function is linked into a configuration.
 gadget_sourcesink() {
   local g="$GADGET_ROOT/$1"
@@ -111,6 +112,7 @@ gadget_sourcesink() {
   mkdir "$g/functions/SourceSink.0"
   echo "$2" >"$g/functions/SourceSink.0/pattern"
   if [ -n "${3:-}" ]; then echo "$3" >"$g/functions/SourceSink.0/bulk_buflen"; fi
+  if [ -n "${4:-}" ]; then echo "$4" >"$g/functions/SourceSink.0/bulk_qlen"; fi
   ln -s "$g/functions/SourceSink.0" "$g/configs/c.1/"
 }
 

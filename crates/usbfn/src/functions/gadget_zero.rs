@@ -6,7 +6,9 @@
 //!   halts the OUT endpoint, as the kernel's function does;
 //! * vendor requests 0x5b (write, bmRequestType 0x40) and 0x5c (read back, 0xc0) store and
 //!   return up to 4096 bytes of a buffer, wLength 0 included;
-//! * `qlen` transfers of `buflen` bytes stay queued on each pipe for throughput;
+//! * `qlen` transfers of `buflen` bytes stay queued on each pipe for throughput (32, or
+//!   [`CONTROLLER_QLEN`] on a device controller through FunctionFS, see
+//!   [`Options::for_controller`]);
 //! * alternate setting 1 adds f_sourcesink's isochronous IN (source) and OUT (sink)
 //!   endpoints, shaped by the kernel's module parameters `isoc_interval`, `isoc_maxpacket`,
 //!   `isoc_mult` and `isoc_maxburst` with the kernel's defaults (4, 1024, 0, 0; `iso_qlen` 8);
@@ -73,6 +75,15 @@ pub const INT_OUT: u8 = 0x03;
 /// is the buffering that rides out a late timer wake-up (16 packets × 8 transfers).
 pub const ISO_PACKETS_PER_TRANSFER: usize = 16;
 
+/// Bulk transfers kept queued per pipe on a device controller (FunctionFS) when `qlen` is
+/// not given. There every transfer's completion crosses to user space and its replacement
+/// comes back, a round trip of milliseconds under load (the kernel's f_sourcesink requeues
+/// inside the UDC's completion callback instead), so throughput is the queue depth over that
+/// round trip: usbtest 27/28 on dummy_hcd ran 2 to 3.5 times faster at 256 than at 32
+/// (docs/benchmarks.md). Two generations of 256 per direction (the one being cancelled on
+/// a SET_INTERFACE and the next) stay within `usbfn_ffs::MAX_IN_FLIGHT`.
+pub const CONTROLLER_QLEN: usize = 256;
+
 /// Options of the function. The isochronous and interrupt ones carry f_sourcesink's names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -80,6 +91,9 @@ pub struct Options {
     pub pattern: Pattern,
     /// Transfers kept queued per bulk and interrupt pipe.
     pub qlen: usize,
+    /// Whether `qlen` was given (by [`FunctionOptions::set`]); when not,
+    /// [`Options::for_controller`] raises it to [`CONTROLLER_QLEN`].
+    pub qlen_given: bool,
     /// Bytes per bulk and interrupt transfer.
     pub buflen: usize,
     /// `isoc_interval`: bInterval of the isochronous endpoints, 1..=16 (2^(n-1) (micro)frames).
@@ -108,6 +122,7 @@ impl Default for Options {
         Options {
             pattern: Pattern::Zeros,
             qlen: 32,
+            qlen_given: false,
             buflen: 4096,
             isoc_interval: 4,
             isoc_maxpacket: 1024,
@@ -133,7 +148,10 @@ impl FunctionOptions for Options {
                     _ => Pattern::Mod63,
                 }
             }
-            "qlen" => self.qlen = number(key, value, 1, 256, "1..=256")?,
+            "qlen" => {
+                self.qlen = number(key, value, 1, 256, "1..=256")?;
+                self.qlen_given = true;
+            }
             "buflen" => self.buflen = number(key, value, 1, 1 << 20, "1..=1048576")?,
             "isoc_interval" => self.isoc_interval = number(key, value, 1, 16, "1..=16")?,
             "isoc_maxpacket" => self.isoc_maxpacket = number(key, value, 0, 1024, "0..=1024")?,
@@ -155,6 +173,15 @@ impl FunctionOptions for Options {
 }
 
 impl Options {
+    /// The options on a device controller (FunctionFS): `qlen` [`CONTROLLER_QLEN`] unless
+    /// it was given.
+    pub fn for_controller(mut self) -> Self {
+        if !self.qlen_given {
+            self.qlen = CONTROLLER_QLEN;
+        }
+        self
+    }
+
     /// Isochronous bytes per interval at `speed` (one packet of a URB).
     pub fn iso_bytes_per_interval(&self, speed: BusSpeed) -> usize {
         let mps = usize::from(self.iso_maxpacket_at(speed) & 0x7ff);
@@ -658,5 +685,11 @@ mod tests {
         assert_eq!(o, Options::default(), "failed sets change nothing");
         o.apply_list("pattern=1, qlen=4,").expect("valid");
         assert_eq!((o.pattern, o.qlen), (Pattern::Mod63, 4));
+        assert_eq!(o.clone().for_controller().qlen, 4, "a given qlen stays");
+        let d = Options::default();
+        assert_eq!((d.qlen, d.for_controller().qlen), (32, CONTROLLER_QLEN));
+        let mut e = Options::default();
+        e.apply_list("qlen=32").expect("valid");
+        assert_eq!(e.for_controller().qlen, 32, "an explicit default stays too");
     }
 }
