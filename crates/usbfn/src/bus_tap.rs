@@ -36,9 +36,6 @@ pub trait BusTap: Send + Sync + std::fmt::Debug {
 /// far fewer outstanding (usbredir's `max_outstanding` is 4096).
 pub const MAX_TRACKED_URBS: usize = 65_536;
 
-/// What usbmon shows as the status of an iso packet not done yet (`-EXDEV`).
-const EXDEV: i32 = 18;
-
 /// Largest iso IN record spread back to its packets' offsets; a larger span is captured
 /// packed, as it came.
 const MAX_SPREAD: u64 = 16 << 20;
@@ -191,7 +188,8 @@ impl BusTap for PcapBusTap {
             .iter()
             .flat_map(|i| i.packets.iter())
             .map(|p| IsoDesc {
-                status: -EXDEV,
+                // usbmon shows an iso packet not done yet as -EXDEV.
+                status: -usbfn_core::status::errno::EXDEV,
                 offset: p.offset,
                 length: p.length,
             })
