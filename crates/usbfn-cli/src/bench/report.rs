@@ -307,6 +307,17 @@ impl Report {
             (Op::Below, 100.0, "MB", 1),
             thousand.map(|s| s.rss_after_kib as f64 * 1024.0 / 1e6),
         ));
+        let ten_thousand = self.scale.iter().find(|s| s.devices == 10_000);
+        out.push(check(
+            "10000 idle exported devices, process RSS".into(),
+            (Op::Below, 150.0, "MB", 1),
+            ten_thousand.map(|s| s.rss_after_kib.max(s.rss_listed_kib) as f64 * 1024.0 / 1e6),
+        ));
+        out.push(check(
+            "10000 idle exported devices, OP_REQ_DEVLIST answered, slowest of 5".into(),
+            (Op::Below, 1000.0, "ms", 1),
+            ten_thousand.map(|s| s.list_max_ms),
+        ));
         out
     }
 
@@ -466,7 +477,7 @@ impl Report {
             let _ = writeln!(s, "\nScale: idle Gadget Zeros exported by one server");
             let _ = writeln!(
                 s,
-                "  {:>7} {:>10} {:>12} {:>9} {:>9} {:>12} {:>13} {:>12}",
+                "  {:>7} {:>10} {:>12} {:>9} {:>9} {:>12} {:>13} {:>12} {:>11} {:>11}",
                 "devices",
                 "RSS MB",
                 "KiB/device",
@@ -474,12 +485,14 @@ impl Report {
                 "imported",
                 "import med",
                 "enumerate med",
-                "total s"
+                "total s",
+                "list med",
+                "list max"
             );
             for r in &self.scale {
                 let _ = writeln!(
                     s,
-                    "  {:>7} {:>10.1} {:>12.1} {:>9.2} {:>9} {:>9.0} us {:>10.0} us {:>12.2}",
+                    "  {:>7} {:>10.1} {:>12.1} {:>9.2} {:>9} {:>9.0} us {:>10.0} us {:>12.2} {:>8.1} ms {:>8.1} ms",
                     r.devices,
                     r.rss_after_kib as f64 * 1024.0 / 1e6,
                     r.kib_per_device,
@@ -487,7 +500,9 @@ impl Report {
                     r.imported,
                     r.import_median_us,
                     r.enumerate_median_us,
-                    r.import_total_s
+                    r.import_total_s,
+                    r.list_median_ms,
+                    r.list_max_ms
                 );
             }
         }
