@@ -35,6 +35,10 @@ pub(crate) struct BenchResult {
     /// `cpu_ns_per_byte` / raw TCP's (lower is better).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) cpu_ratio_to_tcp: Option<f64>,
+    /// Context switches of the process (both ends, every thread) per URB, or per write of
+    /// the raw TCP baseline: the wake-ups a URB costs, a count that does not depend on load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) switches_per_urb: Option<f64>,
     /// Control: who answered (`core` or `service`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) answered_by: Option<&'static str>,
@@ -159,6 +163,7 @@ impl BenchResult {
             seconds: None,
             cpu_ns_per_byte: None,
             cpu_ratio_to_tcp: None,
+            switches_per_urb: None,
             answered_by: None,
             latency: None,
             tcp_latency: None,
@@ -176,6 +181,7 @@ impl BenchResult {
             seconds: Some(m.seconds),
             cpu_ns_per_byte: Some(m.cpu_ns_per_byte()),
             cpu_ratio_to_tcp: Some(1.0),
+            switches_per_urb: Some(m.switches_per_unit()),
             ..BenchResult::blank(Kind::Tcp, "tcp", "stream")
         }
     }
@@ -198,6 +204,7 @@ impl BenchResult {
             seconds: Some(m.seconds),
             cpu_ns_per_byte: Some(m.cpu_ns_per_byte()),
             cpu_ratio_to_tcp: ratio(m.cpu_ns_per_byte(), tcp.cpu_ns_per_byte()),
+            switches_per_urb: Some(m.switches_per_unit()),
             ..BenchResult::blank(Kind::Bulk, transport_name(transport), dir_name(dir))
         }
     }
