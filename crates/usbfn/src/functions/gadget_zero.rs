@@ -593,7 +593,8 @@ mod tests {
             .expect("write");
         let after = host.control(read, Bytes::new()).await.expect("read");
         assert_eq!(&after[..], b"hello\0\0\0");
-        let full = vendor(Direction::In, REQUEST_READ, CONTROL_BUFFER as u16);
+        let full_len = u16::try_from(CONTROL_BUFFER).expect("4096 fits");
+        let full = vendor(Direction::In, REQUEST_READ, full_len);
         let all = host.control(full, Bytes::new()).await.expect("read");
         assert_eq!(all.len(), CONTROL_BUFFER);
         service.abort();
