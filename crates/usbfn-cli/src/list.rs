@@ -23,14 +23,22 @@ pub(crate) struct Args {
     /// them, for `usbfn serve --udc` / `usbfn daemon --udc`, instead of a server's exports.
     #[arg(long)]
     udc: bool,
+    /// Most devices accepted in the server's answer (a longer list is refused, naming this
+    /// limit).
+    #[arg(long, value_name = "N", default_value_t = MAX_LISTED_DEVICES)]
+    max_devices: usize,
 }
+
+/// Default of `usbfn list --max-devices`: room for a server exporting tens of thousands of
+/// devices (each costs about 330 bytes of the answer).
+pub(crate) const MAX_LISTED_DEVICES: usize = 65_536;
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if args.udc {
         return crate::ffs::list_udcs(args.json);
     }
     let addr = crate::server_addr(&args.server)?;
-    let devices = list_devices(addr, args.timeout).await?;
+    let devices = list_devices_up_to(addr, args.timeout, args.max_devices).await?;
     if args.json {
         let list: Vec<_> = devices
             .iter()
@@ -85,6 +93,25 @@ pub(crate) async fn list_devices(
     within(addr, timeout, usbfn_usbip::client::list_devices(addr))
         .await
         .with_context(|| format!("listing the devices of {addr}"))
+}
+
+/// [`list_devices`] accepting up to `max_devices` devices in the answer.
+pub(crate) async fn list_devices_up_to(
+    addr: std::net::SocketAddr,
+    timeout: f64,
+    max_devices: usize,
+) -> anyhow::Result<Vec<usbfn_usbip::proto::ExportedDevice>> {
+    let limits = usbfn_usbip::proto::Limits {
+        max_devices,
+        ..usbfn_usbip::proto::Limits::default()
+    };
+    within(
+        addr,
+        timeout,
+        usbfn_usbip::client::list_devices_with_limits(addr, limits),
+    )
+    .await
+    .with_context(|| format!("listing the devices of {addr} (at most {max_devices})"))
 }
 
 /// `fut` (a request to the USB/IP server at `addr`), failing after `timeout` seconds.

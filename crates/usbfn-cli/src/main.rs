@@ -78,7 +78,15 @@ fn main() -> std::process::ExitCode {
             std::env::var_os("NO_COLOR").as_deref(),
         ))
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let single_thread = matches!(&cli.command, Command::Serve(a) if a.single_thread);
+    let runtime = if single_thread {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("usbfn: cannot start the async runtime: {e}");

@@ -29,6 +29,13 @@ pub(crate) struct Args {
     config: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) server: ServerArgs,
+    /// Run the server, the devices and their services on one thread (a current-thread
+    /// runtime) instead of a worker per CPU: a URB's hand-offs between the connection, the
+    /// device and its service are then calls on that thread rather than cross-thread
+    /// wake-ups (`usbfn bench --server-thread` measures the difference). Blocking work
+    /// (image files, ptys) still runs on tokio's blocking threads.
+    #[arg(long)]
+    pub(crate) single_thread: bool,
     /// Speed hosts see, for devices whose file gives no `usbip.speed`.
     #[arg(long, value_enum, default_value = "high")]
     pub(crate) speed: SpeedArg,

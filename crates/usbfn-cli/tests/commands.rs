@@ -395,6 +395,38 @@ fn idle_timeout_flag_drops_a_silent_peer() {
 }
 
 #[test]
+fn single_thread_serve_lists_and_enumerates_its_device() {
+    let (_served, addr) = serve_with(&["--single-thread"]);
+    let addr = addr.to_string();
+    let (out, _) = run(&["list", &addr]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1-1: 0525:a4a0"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (out, _) = run(&["probe", &addr, "--busid", "1-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Endpoint Descriptor"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn list_refuses_more_devices_than_max_devices_naming_the_limit() {
+    let (_served, addr) = serve_with(&[]);
+    let (out, _) = run(&["list", &addr.to_string(), "--max-devices", "0"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("max_devices") && err.contains("at most 0"),
+        "{err}"
+    );
+}
+
+#[test]
 fn max_connections_flag_refuses_the_next_connection() {
     let (_served, addr) = serve_with(&["--max-connections", "1"]);
     // The first connection sits in the op phase; the second is closed at once.

@@ -12,18 +12,20 @@
 # tests/conformance/compare.py turns the console log into the verdict and the tables.
 #
 # Knobs (run-guest.sh --env KEY=VALUE):
-#   CMP_SPEEDS        default "high super"
+#   CMP_SPEEDS        default "high super" (set but empty: no comparison, e.g. benchmark only)
 #   CMP_PATTERNS      default "0 1"
 #   CMP_SETS          length:vary, default "1024:512 1000:500 2048:1024"
 #   CMP_ITERATIONS    default 20
 #   CMP_CASES         default 0-14,17-21,24,27-29
 #   BENCH_ITERATIONS  default 200 ("0" skips the benchmark)
 #   BENCH_LENGTH      default 1024
+#   BENCH_ROUNDS      default 1 (more: each label gets "-rN")
+#   BENCH_SINGLE_THREAD  1: also `usbfn serve --single-thread` (bench-usbfn-st) each round
 #   CMP_CASE_TIMEOUT  seconds one usbtest case may take, default 60
 . /lib/conformance/lib.sh
 conformance_setup
 
-CMP_SPEEDS=${CMP_SPEEDS:-high super}
+CMP_SPEEDS=${CMP_SPEEDS-high super}
 CMP_PATTERNS=${CMP_PATTERNS:-0 1}
 CMP_SETS=${CMP_SETS:-1024:512 1000:500 2048:1024}
 CMP_ITERATIONS=${CMP_ITERATIONS:-20}
@@ -62,8 +64,10 @@ drive() {
 }
 
 # USBFN_PID is set while a usbfn server runs.
-usbfn_start() { # SPEED PATTERN
-  usbfn serve --speed "$1" --pattern "$2" >/tmp/usbfn-serve.log 2>&1 &
+usbfn_start() { # SPEED PATTERN [MORE SERVE FLAGS...]
+  local speed=$1 pattern=$2
+  shift 2
+  usbfn serve --speed "$speed" --pattern "$pattern" "$@" >/tmp/usbfn-serve.log 2>&1 &
   USBFN_PID=$!
 }
 # usbipd -e (the kernel's vudc exporter) and usbfn both listen on 3240: one at a time.
@@ -165,27 +169,41 @@ for speed in $CMP_SPEEDS; do
 done
 grep -q '^dummy_hcd ' /proc/modules && rmmod dummy_hcd
 
-if [ "$BENCH_ITERATIONS" != 0 ]; then
-  tb=$(uptime_s)
-  set_usbtest_pattern 0
-  usbfn_start high 0
+# BENCH_ROUNDS > 1 repeats the benchmark (labels get "-rN"); BENCH_SINGLE_THREAD=1 adds a
+# run of `usbfn serve --single-thread` (label bench-usbfn-st) to each round.
+BENCH_ROUNDS=${BENCH_ROUNDS:-1}
+BENCH_SINGLE_THREAD=${BENCH_SINGLE_THREAD:-0}
+bench_usbfn() { # LABEL [SERVE FLAGS...]
+  local label=$1
+  shift
+  usbfn_start high 0 "$@"
   if usbip_attach_local 1-1 10 && wait_usbtest_bound 10; then
-    drive bench-usbfn 1,2,27,28 "$BENCH_LENGTH" 512 "$BENCH_ITERATIONS"
+    drive "$label" 1,2,27,28 "$BENCH_LENGTH" 512 "$BENCH_ITERATIONS"
   else
     incomplete=$((incomplete + 1))
   fi
   usbfn_stop
-  usbipd_start
-  gadget_sourcesink g1 0
-  gadget_bind g1 usbip-vudc.0
-  if usbip_attach_local usbip-vudc.0 10 && wait_usbtest_bound 10; then
-    drive bench-vudc 1,2,27,28 "$BENCH_LENGTH" 512 "$BENCH_ITERATIONS"
-  else
-    incomplete=$((incomplete + 1))
-  fi
-  usbip_detach_all
-  gadget_remove g1
-  usbipd_stop
+}
+if [ "$BENCH_ITERATIONS" != 0 ]; then
+  tb=$(uptime_s)
+  set_usbtest_pattern 0
+  for round in $(seq 1 "$BENCH_ROUNDS"); do
+    suffix=""
+    [ "$BENCH_ROUNDS" -gt 1 ] && suffix="-r$round"
+    bench_usbfn "bench-usbfn$suffix"
+    [ "$BENCH_SINGLE_THREAD" = 1 ] && bench_usbfn "bench-usbfn-st$suffix" --single-thread
+    usbipd_start
+    gadget_sourcesink g1 0
+    gadget_bind g1 usbip-vudc.0
+    if usbip_attach_local usbip-vudc.0 10 && wait_usbtest_bound 10; then
+      drive "bench-vudc$suffix" 1,2,27,28 "$BENCH_LENGTH" 512 "$BENCH_ITERATIONS"
+    else
+      incomplete=$((incomplete + 1))
+    fi
+    usbip_detach_all
+    gadget_remove g1
+    usbipd_stop
+  done
   say "benchmark took $(elapsed_since "$tb") s"
 fi
 

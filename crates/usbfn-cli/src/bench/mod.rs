@@ -81,6 +81,11 @@ pub(crate) struct Args {
     /// Devices imported and enumerated per scale run (default: all; --quick: 50).
     #[arg(long)]
     scale_sample: Option<usize>,
+    /// Run the USB/IP server, the device and its service on a current-thread runtime of
+    /// their own thread (the client stays on the bench's runtime), as `usbfn serve
+    /// --single-thread` runs them.
+    #[arg(long)]
+    server_thread: bool,
     /// Internal: run one scale measurement with N devices and print it as JSON.
     #[arg(long, hide = true)]
     scale_child: Option<usize>,
@@ -100,6 +105,7 @@ struct Plan {
     rounds: usize,
     scale_sample: usize,
     event_depth: usize,
+    server_thread: bool,
 }
 
 impl Plan {
@@ -161,6 +167,7 @@ impl Plan {
             rounds: args.rounds.unwrap_or(rounds).clamp(1, 10_000_000),
             scale_sample: args.scale_sample.unwrap_or(sample),
             event_depth: 16,
+            server_thread: args.server_thread,
         })
     }
 
@@ -219,7 +226,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 continue;
             };
             // A fresh device per URB size, its transfers sized for it.
-            let target = within(STALL, Target::start(transport, size)).await?;
+            let target = within(STALL, Target::start(transport, size, plan.server_thread)).await?;
             let count = (tcp.bytes / size as u64).max(1);
             for &dir in &plan.directions {
                 for &depth in &plan.depths {
@@ -253,7 +260,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         bar.inc(1);
     }
     for &transport in &plan.transports {
-        let target = within(STALL, Target::start(transport, 512)).await?;
+        let target = within(STALL, Target::start(transport, 512, plan.server_thread)).await?;
         for service in [false, true] {
             bar.set_message(format!("{} control round trips", transport.label()));
             // A millisecond per round trip is generous; STALL on top for the warm-up.
@@ -273,7 +280,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     bar.inc(1);
     for &transport in &plan.transports {
         bar.set_message(format!("{} setup events", transport.label()));
-        let target = within(STALL, Target::start(transport, 512)).await?;
+        let target = within(STALL, Target::start(transport, 512, plan.server_thread)).await?;
         let rate = within(
             plan.point + STALL,
             target.event_rate(plan.event_depth, plan.point),
@@ -382,6 +389,8 @@ mod tests {
             bytes: 1 << 30,
             seconds: 1.0,
             cpu_seconds: 1.0,
+            switches: 0,
+            units: 1,
         };
         let mut r = BenchResult::tcp(64 * 1024, &moved);
         r.kind = report::Kind::Bulk;

@@ -35,6 +35,10 @@ pub(crate) struct BenchResult {
     /// `cpu_ns_per_byte` / raw TCP's (lower is better).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) cpu_ratio_to_tcp: Option<f64>,
+    /// Context switches of the process (both ends, every thread) per URB, or per write of
+    /// the raw TCP baseline: the wake-ups a URB costs, a count that does not depend on load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) switches_per_urb: Option<f64>,
     /// Control: who answered (`core` or `service`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) answered_by: Option<&'static str>,
@@ -159,6 +163,7 @@ impl BenchResult {
             seconds: None,
             cpu_ns_per_byte: None,
             cpu_ratio_to_tcp: None,
+            switches_per_urb: None,
             answered_by: None,
             latency: None,
             tcp_latency: None,
@@ -176,6 +181,7 @@ impl BenchResult {
             seconds: Some(m.seconds),
             cpu_ns_per_byte: Some(m.cpu_ns_per_byte()),
             cpu_ratio_to_tcp: Some(1.0),
+            switches_per_urb: Some(m.switches_per_unit()),
             ..BenchResult::blank(Kind::Tcp, "tcp", "stream")
         }
     }
@@ -198,6 +204,7 @@ impl BenchResult {
             seconds: Some(m.seconds),
             cpu_ns_per_byte: Some(m.cpu_ns_per_byte()),
             cpu_ratio_to_tcp: ratio(m.cpu_ns_per_byte(), tcp.cpu_ns_per_byte()),
+            switches_per_urb: Some(m.switches_per_unit()),
             ..BenchResult::blank(Kind::Bulk, transport_name(transport), dir_name(dir))
         }
     }
@@ -306,6 +313,17 @@ impl Report {
             "1000 idle exported devices, process RSS".into(),
             (Op::Below, 100.0, "MB", 1),
             thousand.map(|s| s.rss_after_kib as f64 * 1024.0 / 1e6),
+        ));
+        let ten_thousand = self.scale.iter().find(|s| s.devices == 10_000);
+        out.push(check(
+            "10000 idle exported devices, process RSS".into(),
+            (Op::Below, 150.0, "MB", 1),
+            ten_thousand.map(|s| s.rss_after_kib.max(s.rss_listed_kib) as f64 * 1024.0 / 1e6),
+        ));
+        out.push(check(
+            "10000 idle exported devices, OP_REQ_DEVLIST answered, slowest of 5".into(),
+            (Op::Below, 1000.0, "ms", 1),
+            ten_thousand.map(|s| s.list_max_ms),
         ));
         out
     }
@@ -466,7 +484,7 @@ impl Report {
             let _ = writeln!(s, "\nScale: idle Gadget Zeros exported by one server");
             let _ = writeln!(
                 s,
-                "  {:>7} {:>10} {:>12} {:>9} {:>9} {:>12} {:>13} {:>12}",
+                "  {:>7} {:>10} {:>12} {:>9} {:>9} {:>12} {:>13} {:>12} {:>11} {:>11}",
                 "devices",
                 "RSS MB",
                 "KiB/device",
@@ -474,12 +492,14 @@ impl Report {
                 "imported",
                 "import med",
                 "enumerate med",
-                "total s"
+                "total s",
+                "list med",
+                "list max"
             );
             for r in &self.scale {
                 let _ = writeln!(
                     s,
-                    "  {:>7} {:>10.1} {:>12.1} {:>9.2} {:>9} {:>9.0} us {:>10.0} us {:>12.2}",
+                    "  {:>7} {:>10.1} {:>12.1} {:>9.2} {:>9} {:>9.0} us {:>10.0} us {:>12.2} {:>8.1} ms {:>8.1} ms",
                     r.devices,
                     r.rss_after_kib as f64 * 1024.0 / 1e6,
                     r.kib_per_device,
@@ -487,7 +507,9 @@ impl Report {
                     r.imported,
                     r.import_median_us,
                     r.enumerate_median_us,
-                    r.import_total_s
+                    r.import_total_s,
+                    r.list_median_ms,
+                    r.list_max_ms
                 );
             }
         }

@@ -32,7 +32,22 @@ pub(crate) struct ScaleResult {
     pub(crate) enumerate_p99_us: f64,
     /// Import + enumerate of all `imported` devices, one after the other.
     pub(crate) import_total_s: f64,
+    /// OP_REQ_DEVLIST on a fresh connection until every device of the answer is decoded
+    /// (what `usbip list` / `usbfn list` wait for), median and slowest of [`LIST_ROUNDS`].
+    #[serde(default)]
+    pub(crate) list_median_ms: f64,
+    #[serde(default)]
+    pub(crate) list_max_ms: f64,
+    /// Bytes of one OP_REP_DEVLIST answer.
+    #[serde(default)]
+    pub(crate) list_bytes: usize,
+    /// VmRSS after the imports and the listings (the client's copies of the lists freed).
+    #[serde(default)]
+    pub(crate) rss_listed_kib: u64,
 }
+
+/// OP_REQ_DEVLIST rounds per scale run.
+const LIST_ROUNDS: usize = 5;
 
 /// VmRSS of this process in KiB.
 fn rss_kib() -> anyhow::Result<u64> {
@@ -98,6 +113,27 @@ pub(crate) async fn child(n: usize, sample: usize) -> anyhow::Result<()> {
         }
     }
     let import_total_s = all.elapsed().as_secs_f64();
+
+    // Every device listed, as a host's `usbip list -r` asks for them.
+    let limits = usbfn_usbip::proto::Limits {
+        max_devices: n.max(1),
+        ..usbfn_usbip::proto::Limits::default()
+    };
+    let mut lists = Vec::with_capacity(LIST_ROUNDS);
+    let mut list_bytes = 0;
+    for _ in 0..LIST_ROUNDS {
+        let t = Instant::now();
+        let devices = client::list_devices_with_limits(addr, limits).await?;
+        lists.push(t.elapsed().as_secs_f64() * 1e3);
+        if devices.len() != n {
+            bail!("OP_REP_DEVLIST listed {} devices of {n}", devices.len());
+        }
+        list_bytes = devlist_bytes(&devices);
+    }
+    lists.sort_by(f64::total_cmp);
+    let list_median_ms = lists.get(lists.len() / 2).copied().unwrap_or(0.0);
+    let list_max_ms = lists.last().copied().unwrap_or(0.0);
+    let rss_listed_kib = rss_kib()?;
     let imported = imports.len();
     let import = Latency::from_samples(imports);
     let enumerate = Latency::from_samples(enumerations);
@@ -113,9 +149,23 @@ pub(crate) async fn child(n: usize, sample: usize) -> anyhow::Result<()> {
         enumerate_median_us: enumerate.median_us,
         enumerate_p99_us: enumerate.p99_us,
         import_total_s,
+        list_median_ms,
+        list_max_ms,
+        list_bytes,
+        rss_listed_kib,
     };
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
+}
+
+/// Size of the OP_REP_DEVLIST that carried `devices`: the 12-byte op header with the count,
+/// then per device its 312-byte block and 4 bytes per interface.
+fn devlist_bytes(devices: &[usbfn_usbip::proto::ExportedDevice]) -> usize {
+    use usbfn_usbip::proto::op::{USB_DEVICE_LEN, USB_INTERFACE_LEN};
+    12 + devices
+        .iter()
+        .map(|d| USB_DEVICE_LEN + USB_INTERFACE_LEN * d.interfaces.len())
+        .sum::<usize>()
 }
 
 /// Run in the parent: one child per `n`.

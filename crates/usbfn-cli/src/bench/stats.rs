@@ -33,19 +33,34 @@ impl Latency {
 }
 
 /// CPU time this process has used so far (user + system, every thread), in seconds.
-#[allow(unsafe_code)] // getrusage, with its SAFETY comments
 pub(crate) fn process_cpu_seconds() -> f64 {
+    let Some(usage) = rusage() else {
+        return 0.0;
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Context switches of this process so far (voluntary + involuntary, every thread): each
+/// voluntary one is a thread going to sleep to wait for a wake-up, so the difference over a
+/// run counts the wake-ups it cost, whatever the machine's load.
+pub(crate) fn process_context_switches() -> u64 {
+    rusage().map_or(0, |u| {
+        u64::try_from(u.ru_nvcsw).unwrap_or(0) + u64::try_from(u.ru_nivcsw).unwrap_or(0)
+    })
+}
+
+#[allow(unsafe_code)] // getrusage, with its SAFETY comments
+fn rusage() -> Option<libc::rusage> {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes one `rusage` through the valid pointer it is given and reads
     // nothing else; RUSAGE_SELF is always a valid `who`.
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
     if rc != 0 {
-        return 0.0;
+        return None;
     }
     // SAFETY: getrusage returned 0, so it filled the struct (and it was zeroed before).
-    let usage = unsafe { usage.assume_init() };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
+    Some(unsafe { usage.assume_init() })
 }
 
 #[cfg(test)]

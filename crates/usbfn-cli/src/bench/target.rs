@@ -15,7 +15,7 @@ use usbfn_usbip::client::{self, ImportedDevice, PendingUrb, Urb};
 use usbfn_usbip::server::Server;
 use usbfn_wire::{DescriptorType, Direction, Recipient, RequestType, SetupPacket};
 
-use super::stats::{Latency, process_cpu_seconds};
+use super::stats::{Latency, process_context_switches, process_cpu_seconds};
 use super::tcp::Moved;
 
 /// Gadget Zero's bulk endpoints are IN 0x81 and OUT 0x01.
@@ -96,14 +96,16 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// A Gadget Zero controller whose service moves `buflen`-byte transfers.
+/// A Gadget Zero controller whose service moves `buflen`-byte transfers, its timer and
+/// service tasks on `rt`.
 async fn gadget_zero(
     buflen: usize,
+    rt: &tokio::runtime::Handle,
 ) -> anyhow::Result<(
     Controller,
     tokio::task::JoinHandle<Result<(), usbfn::Error>>,
 )> {
-    let controller = Controller::new(&gadget_zero::config())?;
+    let controller = Controller::new_in(&gadget_zero::config(), rt)?;
     let iface = controller.open(gadget_zero::INTERFACE_NAME)?;
     let options = gadget_zero::Options {
         pattern: gadget_zero::Pattern::Zeros,
@@ -111,7 +113,7 @@ async fn gadget_zero(
         buflen,
         ..gadget_zero::Options::default()
     };
-    let service = tokio::spawn(gadget_zero::run(iface, options));
+    let service = rt.spawn(gadget_zero::run(iface, options));
     let mut ready = controller.ready_watch();
     tokio::time::timeout(Duration::from_secs(5), ready.wait_for(|r| *r))
         .await
@@ -119,26 +121,66 @@ async fn gadget_zero(
     Ok((controller, service))
 }
 
+/// The runtime of `bench --server-thread`: one thread with a current-thread runtime for
+/// the USB/IP server, the device and its service, so their wake-ups of each other are calls
+/// on that thread; the client (the bench's own runtime) stands for the host.
+fn server_runtime() -> anyhow::Result<tokio::runtime::Handle> {
+    static HANDLE: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the server's runtime")?;
+    let handle = rt.handle().clone();
+    std::thread::Builder::new()
+        .name("usbfn-bench-server".into())
+        .spawn(move || rt.block_on(std::future::pending::<()>()))
+        .context("starting the server's thread")?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
 /// Export `controllers` on 127.0.0.1 (port chosen by the kernel); returns the address.
 pub(crate) async fn serve(
     controllers: Vec<Controller>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    serve_on(controllers, &tokio::runtime::Handle::current()).await
+}
+
+/// [`serve`] with the server (its listener and connection tasks) on `rt`.
+async fn serve_on(
+    controllers: Vec<Controller>,
+    rt: &tokio::runtime::Handle,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let mut builder = Server::builder();
     for c in controllers {
         builder.export(c, SPEED)?;
     }
     let server = builder.build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    // The listener registers with the reactor of the runtime it is created on.
+    let listener = rt
+        .spawn(async { tokio::net::TcpListener::bind("127.0.0.1:0").await })
+        .await??;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
+    let task = rt.spawn(async move { server.serve(listener, std::future::pending()).await });
     Ok((addr, task))
 }
 
 impl Target {
     /// Gadget Zero behind `transport`, configured for URBs of `urb_size` bytes (its source
     /// and sink transfers queued).
-    pub(crate) async fn start(transport: Transport, urb_size: usize) -> anyhow::Result<Target> {
-        let (controller, service) = gadget_zero(urb_size.max(MIN_DEVICE_BUFLEN)).await?;
+    /// `server_thread`: the USB/IP server and the device on [`server_runtime`].
+    pub(crate) async fn start(
+        transport: Transport,
+        urb_size: usize,
+        server_thread: bool,
+    ) -> anyhow::Result<Target> {
+        let rt = match transport {
+            Transport::Usbip if server_thread => server_runtime()?,
+            _ => tokio::runtime::Handle::current(),
+        };
+        let (controller, service) = gadget_zero(urb_size.max(MIN_DEVICE_BUFLEN), &rt).await?;
         let (host, server) = match transport {
             Transport::InProcess => {
                 let host = Host::connect(&controller, SPEED)?;
@@ -146,7 +188,7 @@ impl Target {
                 (HostKind::Local(host), None)
             }
             Transport::Usbip => {
-                let (addr, server) = serve(vec![controller]).await?;
+                let (addr, server) = serve_on(vec![controller], &rt).await?;
                 let dev = client::import(addr, "1-1").await?;
                 dev.set_configuration(1).await?;
                 (HostKind::Usbip(dev), Some(server))
@@ -160,8 +202,10 @@ impl Target {
             zeros: Bytes::from(vec![0u8; urb_size]),
         };
         // The service queues its transfers from its own task after SET_CONFIGURATION: one
-        // IN URB proves the source is running.
-        target.submit(Dir::In, 512)?.wait(512).await?;
+        // IN URB proves the source is running. It is a URB of the measured size, so the
+        // ones after it still start on a transfer boundary: a smaller one would shift every
+        // later URB across two transfers, which the core then joins with a copy.
+        target.submit(Dir::In, urb_size)?.wait(urb_size).await?;
         Ok(target)
     }
 
@@ -215,6 +259,7 @@ impl Target {
         let depth = depth.max(1);
         let mut queue = VecDeque::with_capacity(depth);
         let cpu = process_cpu_seconds();
+        let switches = process_context_switches();
         let start = Instant::now();
         let mut submitted = 0u64;
         while submitted < count && queue.len() < depth {
@@ -233,6 +278,8 @@ impl Target {
             bytes,
             seconds: start.elapsed().as_secs_f64(),
             cpu_seconds: process_cpu_seconds() - cpu,
+            switches: process_context_switches().saturating_sub(switches),
+            units: submitted,
         })
     }
 

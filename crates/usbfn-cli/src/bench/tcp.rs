@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::stats::{Latency, process_cpu_seconds};
+use super::stats::{Latency, process_context_switches, process_cpu_seconds};
 
 /// A USB/IP header is 48 bytes; requests and replies of the latency baselines carry one.
 const HEADER: usize = 48;
@@ -18,6 +18,10 @@ pub(crate) struct Moved {
     pub(crate) seconds: f64,
     /// CPU time the whole process spent meanwhile (both ends, every thread).
     pub(crate) cpu_seconds: f64,
+    /// Context switches of the whole process meanwhile.
+    pub(crate) switches: u64,
+    /// Writes (raw TCP) or URBs (usbfn) that moved the bytes.
+    pub(crate) units: u64,
 }
 
 impl Moved {
@@ -25,6 +29,15 @@ impl Moved {
     pub(crate) fn cpu_ns_per_byte(&self) -> f64 {
         if self.bytes > 0 {
             self.cpu_seconds * 1e9 / self.bytes as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// Context switches per write (raw TCP) or per URB.
+    pub(crate) fn switches_per_unit(&self) -> f64 {
+        if self.units > 0 {
+            self.switches as f64 / self.units as f64
         } else {
             0.0
         }
@@ -65,6 +78,7 @@ pub(crate) fn throughput(write_size: usize, duration: Duration) -> std::io::Resu
     });
     let buf = vec![0u8; write_size];
     let cpu = process_cpu_seconds();
+    let switches = process_context_switches();
     let start = Instant::now();
     let mut sent = 0u64;
     while start.elapsed() < duration {
@@ -87,6 +101,8 @@ pub(crate) fn throughput(write_size: usize, duration: Duration) -> std::io::Resu
         bytes: got,
         seconds: (end - start).as_secs_f64(),
         cpu_seconds: process_cpu_seconds() - cpu,
+        switches: process_context_switches().saturating_sub(switches),
+        units: got / write_size.max(1) as u64,
     })
 }
 

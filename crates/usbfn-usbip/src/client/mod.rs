@@ -164,10 +164,20 @@ impl From<io::Error> for ClientError {
     }
 }
 
-/// Lists the devices a server exports (OP_REQ_DEVLIST on its own connection).
+/// Lists the devices a server exports (OP_REQ_DEVLIST on its own connection), accepting at
+/// most [`DEFAULT_MAX_DEVICES`](crate::proto::DEFAULT_MAX_DEVICES) of them; see
+/// [`list_devices_with_limits`] for a server that exports more.
 pub async fn list_devices(addr: impl ToSocketAddrs) -> Result<Vec<ExportedDevice>, ClientError> {
+    list_devices_with_limits(addr, Limits::default()).await
+}
+
+/// [`list_devices`] with `limits` (`max_devices` bounds how many devices the reply may
+/// carry: a longer list fails with the limit named, nothing is allocated for it).
+pub async fn list_devices_with_limits(
+    addr: impl ToSocketAddrs,
+    limits: Limits,
+) -> Result<Vec<ExportedDevice>, ClientError> {
     let mut stream = connect(addr).await?;
-    let limits = Limits::default();
     match request(&mut stream, &OpRequest::Devlist, &limits).await?.0 {
         OpReply::Devlist { status, devices } if status.is_ok() => Ok(devices),
         OpReply::Devlist { status, .. } => Err(ClientError::DevlistFailed { status }),

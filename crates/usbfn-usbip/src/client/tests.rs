@@ -184,6 +184,33 @@ async fn list_devices_returns_the_devlist() {
 }
 
 #[tokio::test]
+async fn list_devices_with_limits_bounds_the_device_count() {
+    let devices: Vec<_> = (1..=3)
+        .map(|n| ExportedDevice {
+            device: UsbDevice {
+                b_num_interfaces: 0,
+                ..device(&format!("1-{n}"))
+            },
+            interfaces: vec![],
+        })
+        .collect();
+    let limits = |max_devices| Limits {
+        max_devices,
+        ..Limits::default()
+    };
+    let (addr, server) = serve(devices.clone(), OpStatus::OK, device("1-1"), |_| async {}).await;
+    let err = list_devices_with_limits(addr, limits(2)).await.unwrap_err();
+    assert!(err.to_string().contains("max_devices"), "{err}");
+    let _ = server.await;
+    let (addr, server) = serve(devices.clone(), OpStatus::OK, device("1-1"), |_| async {}).await;
+    assert_eq!(
+        list_devices_with_limits(addr, limits(3)).await.unwrap(),
+        devices
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
 async fn import_maps_error_statuses() {
     for (status, check) in [
         (OpStatus::NODEV, "import of 1-1: no such device"),

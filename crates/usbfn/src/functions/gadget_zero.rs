@@ -341,7 +341,9 @@ pub async fn run<S: ServiceApi>(iface: S, options: Options) -> Result<(), Error>
             .map(|(d, p)| (*p, usize::from(d.max_packet_size() & 0x7ff)))
     };
     let generation = Arc::new(AtomicU64::new(0));
-    let control = Arc::new(Mutex::new(vec![0u8; CONTROL_BUFFER]));
+    // The vendor requests' buffer, allocated by the first write: thousands of idle devices
+    // on one server need not hold 4 KiB each (a read before any write reads zeros).
+    let control = Arc::new(Mutex::new(Vec::new()));
     let mut speed = BusSpeed::High;
     iface.activate_bus().await?;
     loop {
@@ -493,6 +495,7 @@ async fn answer_setup<S: ServiceApi>(iface: &S, setup: SetupPacket, control: &Mu
                 match iface.transfer_out(PipeId::CONTROL, len).await {
                     Ok(c) => {
                         let mut buf = control.lock().unwrap_or_else(|p| p.into_inner());
+                        buf.resize(CONTROL_BUFFER, 0);
                         let n = c.data.len().min(buf.len());
                         buf[..n].copy_from_slice(&c.data[..n]);
                     }
@@ -504,7 +507,11 @@ async fn answer_setup<S: ServiceApi>(iface: &S, setup: SetupPacket, control: &Mu
         (true, REQUEST_READ, Direction::In) => {
             let data = {
                 let buf = control.lock().unwrap_or_else(|p| p.into_inner());
-                Bytes::copy_from_slice(&buf[..len])
+                // `len` <= CONTROL_BUFFER (`plain`); past what was written it reads zeros.
+                let mut data = vec![0u8; len];
+                let n = buf.len().min(len);
+                data[..n].copy_from_slice(&buf[..n]);
+                Bytes::from(data)
             };
             match iface.transfer_in(PipeId::CONTROL, data).await {
                 Ok(_) => iface.control_status_handshake_out().await,
@@ -583,6 +590,41 @@ mod tests {
         assert_eq!(first_mismatch(Pattern::Zeros, &zeros, 64), Some(777));
         zeros[0] = 2;
         assert_eq!(first_mismatch(Pattern::Zeros, &zeros, 64), Some(0));
+    }
+
+    #[tokio::test]
+    async fn vendor_read_back_returns_zeros_then_what_was_written() {
+        let controller = crate::Controller::new(&config()).expect("controller");
+        let iface = controller.open(INTERFACE_NAME).expect("interface");
+        let service = tokio::spawn(run(iface, Options::default()));
+        let mut ready = controller.ready_watch();
+        ready.wait_for(|r| *r).await.expect("active");
+        let host = crate::host::Host::connect(&controller, BusSpeed::High).expect("host");
+        let vendor = |dir, request, len| {
+            SetupPacket::new(
+                dir,
+                RequestType::Vendor,
+                usbfn_wire::Recipient::Device,
+                request,
+                0,
+                0,
+                len,
+            )
+        };
+        let read = vendor(Direction::In, REQUEST_READ, 8);
+        let before = host.control(read, Bytes::new()).await.expect("read");
+        assert_eq!(&before[..], [0u8; 8], "nothing written yet: zeros");
+        let write = vendor(Direction::Out, REQUEST_WRITE, 5);
+        host.control(write, Bytes::from_static(b"hello"))
+            .await
+            .expect("write");
+        let after = host.control(read, Bytes::new()).await.expect("read");
+        assert_eq!(&after[..], b"hello\0\0\0");
+        let full_len = u16::try_from(CONTROL_BUFFER).expect("4096 fits");
+        let full = vendor(Direction::In, REQUEST_READ, full_len);
+        let all = host.control(full, Bytes::new()).await.expect("read");
+        assert_eq!(all.len(), CONTROL_BUFFER);
+        service.abort();
     }
 
     #[test]
