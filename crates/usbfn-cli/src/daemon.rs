@@ -261,6 +261,7 @@ async fn daemon_usbredir(
             &device_name(&device.config),
         )
         .await?;
+    let signal = crate::usbredir::shutdown_signal_installed()?;
     let sockets = if device.functions.is_empty() {
         Some(InterfaceSockets::bind(&controller, dir)?)
     } else {
@@ -301,7 +302,7 @@ async fn daemon_usbredir(
             None => until.await,
         }
     });
-    shutdown_signal().await;
+    signal.await;
     endpoints.stop().await;
     let _ = stop_tx.send(true);
     services.await?;

@@ -198,6 +198,7 @@ async fn serve_usbredir(
                 .await?,
         );
     }
+    let signal = crate::usbredir::shutdown_signal_installed()?;
     println!(
         "usbfn: serving {} device(s) over usbredir ({})",
         devices.len(),
@@ -213,7 +214,7 @@ async fn serve_usbredir(
     for line in lines {
         println!("{line}");
     }
-    shutdown_signal().await;
+    signal.await;
     endpoints.stop().await;
     println!("usbfn: stopped");
     Ok(())

@@ -83,6 +83,21 @@ impl UsbredirArgs {
     }
 }
 
+/// SIGINT or SIGTERM, with both handlers installed now: call it before printing the lines a
+/// caller waits for, so a signal sent right after them is not lost to the default action.
+pub(crate) fn shutdown_signal_installed() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("watching SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("signal received: stopping");
+    })
+}
+
 /// The usbredir endpoints of running devices, until [`Endpoints::stop`].
 pub(crate) struct Endpoints {
     stop_tx: tokio::sync::watch::Sender<bool>,
