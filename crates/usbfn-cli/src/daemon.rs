@@ -177,24 +177,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     server.set_options(args.server.options(&server, &device.usbip)?);
-    // A built-in function runs in this process: its interfaces get no sockets.
-    let sockets = if device.functions.is_empty() {
-        Some(InterfaceSockets::bind(&controller, &dir)?)
-    } else {
-        None
-    };
-
-    for i in sockets.iter().flat_map(InterfaceSockets::interfaces) {
-        println!(
-            "usbfn daemon: interface {:?} {} at {}",
-            i.name,
-            i.guid,
-            i.path.display()
-        );
-    }
-    if let Some(path) = &args.server.pcap {
-        println!("usbfn daemon: writing URBs to {}", path.display());
-    }
+    let sockets = bind_sockets(&args, &device, &controller, &dir)?;
     println!(
         "usbfn daemon: device {busid} ({speed} speed) offered to hosts once every interface's service is active"
     );
@@ -262,22 +245,7 @@ async fn daemon_usbredir(
         )
         .await?;
     let signal = crate::usbredir::shutdown_signal_installed()?;
-    let sockets = if device.functions.is_empty() {
-        Some(InterfaceSockets::bind(&controller, dir)?)
-    } else {
-        None
-    };
-    for i in sockets.iter().flat_map(InterfaceSockets::interfaces) {
-        println!(
-            "usbfn daemon: interface {:?} {} at {}",
-            i.name,
-            i.guid,
-            i.path.display()
-        );
-    }
-    if let Some(path) = &args.server.pcap {
-        println!("usbfn daemon: writing URBs to {}", path.display());
-    }
+    let sockets = bind_sockets(args, device, &controller, dir)?;
     println!(
         "usbfn daemon: device ({speed} speed) offered to the QEMU guest once every interface's service is active"
     );
@@ -382,4 +350,31 @@ pub(crate) async fn shutdown_signal() {
         }
     }
     tracing::info!("signal received: stopping");
+}
+
+/// The interface sockets service processes open (none for built-in functions this process
+/// runs), announced with the capture file, if any.
+fn bind_sockets(
+    args: &Args,
+    device: &DeviceFile,
+    controller: &Controller,
+    dir: &std::path::Path,
+) -> anyhow::Result<Option<InterfaceSockets<Controller>>> {
+    let sockets = if device.functions.is_empty() {
+        Some(InterfaceSockets::bind(controller, dir)?)
+    } else {
+        None
+    };
+    for i in sockets.iter().flat_map(InterfaceSockets::interfaces) {
+        println!(
+            "usbfn daemon: interface {:?} {} at {}",
+            i.name,
+            i.guid,
+            i.path.display()
+        );
+    }
+    if let Some(path) = &args.server.pcap {
+        println!("usbfn daemon: writing URBs to {}", path.display());
+    }
+    Ok(sockets)
 }
