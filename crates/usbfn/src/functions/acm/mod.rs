@@ -561,7 +561,6 @@ async fn write_to_device_side(
 
 /// Device side to the IN queue: what the device side writes to the pty, in chunks.
 async fn read_device_side(shared: Arc<Shared>, tx: mpsc::Sender<Bytes>) {
-    let mut carrier = shared.carrier.subscribe();
     let mut buf = vec![0u8; IN_CHUNK];
     loop {
         match shared.pty.read(&mut buf).await {
@@ -572,11 +571,13 @@ async fn read_device_side(shared: Arc<Shared>, tx: mpsc::Sender<Bytes>) {
                 }
             }
             Ok(ReadOutcome::PeerClosed) => {
-                // Nobody is writing: wait for the device side to open the pty again.
-                tokio::time::sleep(CARRIER_POLL).await;
-                if !wait_open(&mut carrier).await {
+                // Nobody has the pty open: look again a poll later. Not only when the carrier
+                // rises: a device side that opens, writes and closes between two carrier
+                // polls (`echo hello >PTY`) never raises it, and its bytes wait in the pty.
+                if tx.is_closed() {
                     return;
                 }
+                tokio::time::sleep(CARRIER_POLL).await;
             }
             Err(e) => {
                 tracing::warn!(function = %shared.tag, "pty read failed: {e}");

@@ -130,7 +130,9 @@ impl Pty {
         }
     }
 
-    /// Read what the device side wrote.
+    /// Read what the device side wrote. With the slave closed, what it wrote before closing
+    /// is still read (`echo hello >PTY` opens, writes and closes between two carrier polls);
+    /// `PeerClosed` once that is drained.
     pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<ReadOutcome> {
         let mut slot = self.reader.lock().await;
         loop {
@@ -138,7 +140,7 @@ impl Pty {
                 *slot = self.register()?;
             }
             let Some(fd) = slot.as_ref() else {
-                return Ok(ReadOutcome::PeerClosed);
+                return self.read_closed(buf);
             };
             let mut guard = fd.readable().await?;
             let hung_up = guard.ready().is_read_closed();
@@ -155,6 +157,26 @@ impl Pty {
                 Err(_would_block) if hung_up => *slot = None,
                 Err(_would_block) => {}
             }
+        }
+    }
+
+    /// A read of the (non-blocking) master while nobody has the slave open: the bytes the
+    /// device side left behind, or `PeerClosed` (`EIO` once they are drained; `EAGAIN` if
+    /// it was reopened meanwhile and wrote nothing yet).
+    fn read_closed(&self, buf: &mut [u8]) -> io::Result<ReadOutcome> {
+        loop {
+            return match (&self.master).read(buf) {
+                Ok(0) => Ok(ReadOutcome::PeerClosed),
+                Ok(n) => Ok(ReadOutcome::Data(n)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if e.raw_os_error() == Some(nix::libc::EIO)
+                        || e.kind() == io::ErrorKind::WouldBlock =>
+                {
+                    Ok(ReadOutcome::PeerClosed)
+                }
+                Err(e) => Err(e),
+            };
         }
     }
 

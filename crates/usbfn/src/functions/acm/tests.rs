@@ -453,3 +453,25 @@ async fn echo_of_a_mebibyte_survives_backpressure_and_unlinked_in_urbs() {
         .expect("echo io");
     assert_eq!(moved, TOTAL);
 }
+
+/// `echo hello >PTY`: the device side opens the pty, writes and closes it at once, between
+/// two carrier polls. The bytes are in the master and must reach the host, not wait for
+/// the next time someone opens the pty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_of_a_quick_open_write_close_reach_the_host() {
+    let r = rig().await;
+    // Let the data path see the closed pty first.
+    tokio::time::sleep(CARRIER_POLL * 3).await;
+    for round in 0..3u8 {
+        let text = [b'h', b'e', b'l', b'l', b'o', b'0' + round, b'\n'];
+        {
+            let mut slave = open_slave(&r.path);
+            slave.write_all(&text).expect("write");
+        }
+        let got = tokio::time::timeout(Duration::from_secs(3), r.host.bulk_in(r.bulk_in, 512))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the bytes stayed in the pty"))
+            .expect("urb");
+        assert_eq!(&got.data[..], &text[..], "round {round}");
+    }
+}
