@@ -359,7 +359,7 @@ async fn echo_of_a_mebibyte_survives_backpressure_and_unlinked_in_urbs() {
             }
             wr.write_all(&buf[..n])?;
             moved += n;
-            if rng.below(6) == 0 {
+            if rng.below(4) == 0 {
                 std::thread::sleep(Duration::from_micros(rng.below(3000)));
             }
         }
@@ -433,6 +433,10 @@ async fn echo_of_a_mebibyte_survives_backpressure_and_unlinked_in_urbs() {
                     );
                 }
                 queue.push_back(host.bulk_in(inp, rng.pick(&sizes)));
+                if rng.below(8) == 0 {
+                    // A slow host reader too: the IN queue, then the pty, fill up behind it.
+                    tokio::time::sleep(Duration::from_micros(rng.below(3000))).await;
+                }
             }
             (got, unlinked)
         }
