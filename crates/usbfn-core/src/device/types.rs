@@ -109,6 +109,33 @@ impl ClassInfo {
     pub fn at(&self, speed: BusSpeed) -> &ClassInterfaceInfo {
         &self.per_speed[speed.index()]
     }
+
+    /// The first pipe at `speed` of `transfer_type` in `direction`, with its packet size
+    /// (`wMaxPacketSize` bits 10..0): how a function finds its pipes on whatever interface
+    /// of a composite device it runs.
+    pub fn find_pipe(
+        &self,
+        speed: BusSpeed,
+        transfer_type: TransferType,
+        direction: Direction,
+    ) -> Option<(PipeId, usize)> {
+        self.find_pipe_where(speed, |d| {
+            d.transfer_type() == transfer_type && d.b_endpoint_address.direction() == direction
+        })
+    }
+
+    /// As [`ClassInfo::find_pipe`], for the first endpoint descriptor `matches` accepts.
+    pub fn find_pipe_where(
+        &self,
+        speed: BusSpeed,
+        matches: impl Fn(&EndpointDescriptor) -> bool,
+    ) -> Option<(PipeId, usize)> {
+        self.at(speed)
+            .pipes
+            .iter()
+            .find(|(d, _)| matches(d))
+            .map(|(d, p)| (*p, usize::from(d.max_packet_size() & 0x7ff)))
+    }
 }
 
 #[derive(Debug, Default)]

@@ -333,13 +333,8 @@ pub async fn run<S: ServiceApi>(iface: S, options: Options) -> Result<(), Error>
     let info = iface.class_info().await?;
     // (pipe, wMaxPacketSize bits 10..0) of the interface's first endpoint of a type and
     // direction at a speed (the service may run on any interface of a composite device).
-    let pipe = |speed: BusSpeed, kind: TransferType, dir: Direction| {
-        info.at(speed)
-            .pipes
-            .iter()
-            .find(|(d, _)| d.transfer_type() == kind && d.b_endpoint_address.direction() == dir)
-            .map(|(d, p)| (*p, usize::from(d.max_packet_size() & 0x7ff)))
-    };
+    let pipe =
+        |speed: BusSpeed, kind: TransferType, dir: Direction| info.find_pipe(speed, kind, dir);
     let generation = Arc::new(AtomicU64::new(0));
     // The vendor requests' buffer, allocated by the first write: thousands of idle devices
     // on one server need not hold 4 KiB each (a read before any write reads zeros).

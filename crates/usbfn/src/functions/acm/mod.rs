@@ -290,7 +290,7 @@ async fn control_loop<S: ServiceApi>(iface: Arc<S>, shared: Arc<Shared>) -> Resu
                 if let Some(n) = notifier.take() {
                     n.abort();
                 }
-                let pipe = find_pipe(&info, speed, TransferType::Interrupt, Direction::In);
+                let pipe = info.find_pipe(speed, TransferType::Interrupt, Direction::In);
                 if let Some((pipe, _)) = pipe {
                     let rx = shared.carrier.subscribe();
                     notifier = Some(tokio::spawn(notify_loop(iface.clone(), pipe, number, rx)));
@@ -401,19 +401,6 @@ async fn notify_loop<S: ServiceApi>(
     }
 }
 
-fn find_pipe(
-    info: &usbfn_core::ClassInfo,
-    speed: BusSpeed,
-    kind: TransferType,
-    dir: Direction,
-) -> Option<(PipeId, usize)> {
-    info.at(speed)
-        .pipes
-        .iter()
-        .find(|(d, _)| d.transfer_type() == kind && d.b_endpoint_address.direction() == dir)
-        .map(|(d, p)| (*p, usize::from(d.max_packet_size() & 0x7ff).max(1)))
-}
-
 async fn data_loop<S: ServiceApi>(iface: Arc<S>, shared: Arc<Shared>) -> Result<(), Error> {
     let info = iface.class_info().await?;
     let mut speed = BusSpeed::High;
@@ -431,8 +418,13 @@ async fn data_loop<S: ServiceApi>(iface: Arc<S>, shared: Arc<Shared>) -> Result<
             BusEvent::Configured(_) | BusEvent::SetInterface { .. } => {
                 stop(&mut session);
                 let bulk = TransferType::Bulk;
-                let out = find_pipe(&info, speed, bulk, Direction::Out);
-                let inp = find_pipe(&info, speed, bulk, Direction::In);
+                // A packet size of at least 1: the data path divides by it.
+                let out = info
+                    .find_pipe(speed, bulk, Direction::Out)
+                    .map(|(p, m)| (p, m.max(1)));
+                let inp = info
+                    .find_pipe(speed, bulk, Direction::In)
+                    .map(|(p, m)| (p, m.max(1)));
                 if let (Some((out, out_mps)), Some((inp, in_mps))) = (out, inp) {
                     let (tx, rx) = mpsc::channel(IN_DEPTH);
                     session.push(tokio::spawn(host_to_device(

@@ -502,15 +502,11 @@ async fn streaming_service<S: ServiceApi>(
 ) -> Result<(), Error> {
     let info = iface.class_info().await?;
     let pipe = |speed: BusSpeed, dir: Direction, feedback: bool| {
-        info.at(speed)
-            .pipes
-            .iter()
-            .find(|(d, _)| {
-                d.transfer_type() == TransferType::Isochronous
-                    && d.b_endpoint_address.direction() == dir
-                    && (d.bm_attributes & 0x30 == 0x10) == feedback
-            })
-            .map(|(d, p)| (*p, usize::from(d.max_packet_size() & 0x7ff)))
+        info.find_pipe_where(speed, |d| {
+            d.transfer_type() == TransferType::Isochronous
+                && d.b_endpoint_address.direction() == dir
+                && (d.bm_attributes & 0x30 == 0x10) == feedback
+        })
     };
     let mut speed = BusSpeed::High;
     let mut running: Option<Running> = None;

@@ -478,14 +478,8 @@ async fn serve<S: ServiceApi>(iface: Arc<S>, shared: Arc<Shared>) -> Result<(), 
             BusEvent::Configured(_) | BusEvent::SetInterface { .. } => {
                 stop(&mut session);
                 let pipe = |dir: Direction| {
-                    info.at(speed)
-                        .pipes
-                        .iter()
-                        .find(|(d, _)| {
-                            d.transfer_type() == TransferType::Interrupt
-                                && d.b_endpoint_address.direction() == dir
-                        })
-                        .map(|(d, p)| (*p, usize::from(d.max_packet_size() & 0x7ff).max(1)))
+                    info.find_pipe(speed, TransferType::Interrupt, dir)
+                        .map(|(p, mps)| (p, mps.max(1)))
                 };
                 if let Some((p, _)) = pipe(Direction::In) {
                     session.push(tokio::spawn(send_inputs(iface.clone(), p, shared.clone())));

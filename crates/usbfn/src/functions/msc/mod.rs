@@ -275,15 +275,7 @@ pub fn prepare(options: &Options, instance: usize) -> Result<Prepared, PrepareEr
 
 /// The bulk pipes of the interface at `speed`.
 fn pipes(info: &ClassInfo, speed: BusSpeed) -> Option<Pipes> {
-    let find = |dir: Direction| {
-        info.at(speed)
-            .pipes
-            .iter()
-            .find(|(d, _)| {
-                d.transfer_type() == TransferType::Bulk && d.b_endpoint_address.direction() == dir
-            })
-            .map(|(d, p)| (*p, usize::from(d.max_packet_size() & 0x7ff)))
-    };
+    let find = |dir: Direction| info.find_pipe(speed, TransferType::Bulk, dir);
     let (bulk_in, mps) = find(Direction::In)?;
     let (bulk_out, _) = find(Direction::Out)?;
     Some(Pipes {

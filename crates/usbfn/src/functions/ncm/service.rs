@@ -158,19 +158,6 @@ fn stop<S>(shared: &Shared<S>) -> u64 {
     shared.generation.fetch_add(1, Ordering::SeqCst) + 1
 }
 
-fn find_pipe(
-    info: &usbfn_core::ClassInfo,
-    speed: BusSpeed,
-    kind: TransferType,
-    dir: Direction,
-) -> Option<(PipeId, usize)> {
-    info.at(speed)
-        .pipes
-        .iter()
-        .find(|(d, _)| d.transfer_type() == kind && d.b_endpoint_address.direction() == dir)
-        .map(|(d, p)| (*p, usize::from(d.max_packet_size() & 0x7ff)))
-}
-
 fn start<S: ServiceApi>(
     shared: &Arc<Shared<S>>,
     speed: BusSpeed,
@@ -178,9 +165,9 @@ fn start<S: ServiceApi>(
     control_info: &usbfn_core::ClassInfo,
     data_info: &usbfn_core::ClassInfo,
 ) {
-    let bulk_in = find_pipe(data_info, speed, TransferType::Bulk, Direction::In);
-    let bulk_out = find_pipe(data_info, speed, TransferType::Bulk, Direction::Out);
-    let notify = find_pipe(control_info, speed, TransferType::Interrupt, Direction::In);
+    let bulk_in = data_info.find_pipe(speed, TransferType::Bulk, Direction::In);
+    let bulk_out = data_info.find_pipe(speed, TransferType::Bulk, Direction::Out);
+    let notify = control_info.find_pipe(speed, TransferType::Interrupt, Direction::In);
     let (Some((bulk_in, _)), Some((bulk_out, _))) = (bulk_in, bulk_out) else {
         tracing::warn!("network function: the data interface has no bulk pipes at {speed:?}");
         return;
