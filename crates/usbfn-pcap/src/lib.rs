@@ -73,6 +73,7 @@ pub use encode::{
     USBMON_HEADER_LEN, encode_record, field, global_header, record_len,
 };
 pub use record::{
-    ENDPOINT_DIR_IN, EventType, IsoDesc, STATUS_IN_PROGRESS, Urb, UsbRecord, XferType, unix_time,
+    ENDPOINT_DIR_IN, EventType, IsoDesc, STATUS_IN_PROGRESS, Urb, UsbRecord, XferType,
+    spread_iso_in, unix_time,
 };
 pub use writer::PcapWriter;

@@ -298,6 +298,37 @@ pub fn unix_time(t: SystemTime) -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
+/// Packed iso IN bytes laid out at their packets' offsets, as far as the last non-empty
+/// packet's end: what usbmon's `mon_bin_collate_isodesc` captures, while USB/IP and the core
+/// pack the packets back to back. `descs` are the completion's (`length` = actual length);
+/// bytes missing from `packed` stay 0. A span beyond `max_span` bytes is returned packed, as
+/// it came.
+pub fn spread_iso_in(descs: &[IsoDesc], packed: &[u8], max_span: u64) -> Vec<u8> {
+    let end = descs
+        .iter()
+        .filter(|d| d.length > 0)
+        .map(|d| u64::from(d.offset) + u64::from(d.length))
+        .max()
+        .unwrap_or(0);
+    let Some(end) = usize::try_from(end).ok().filter(|_| end <= max_span) else {
+        return packed.to_vec();
+    };
+    let mut out = vec![0u8; end];
+    let mut at = 0usize;
+    for d in descs {
+        let len = usize::try_from(d.length).unwrap_or(0);
+        let off = usize::try_from(d.offset).unwrap_or(usize::MAX);
+        if let (Some(src), Some(dst)) = (
+            packed.get(at..at.saturating_add(len)),
+            out.get_mut(off..off.saturating_add(len)),
+        ) {
+            dst.copy_from_slice(src);
+        }
+        at = at.saturating_add(len);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,5 +416,23 @@ mod tests {
         );
         let before = SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(5));
         assert_eq!(before.map(unix_time), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn iso_in_spreads_to_offsets_within_the_cap_only() {
+        let d = |offset, length| IsoDesc {
+            status: 0,
+            offset,
+            length,
+        };
+        let descs = [d(0, 2), d(4, 0), d(8, 3)];
+        assert_eq!(
+            spread_iso_in(&descs, &[1, 2, 7, 8, 9], 64),
+            vec![1, 2, 0, 0, 0, 0, 0, 0, 7, 8, 9]
+        );
+        assert_eq!(
+            spread_iso_in(&descs, &[1, 2, 7, 8, 9], 10),
+            vec![1, 2, 7, 8, 9]
+        );
     }
 }

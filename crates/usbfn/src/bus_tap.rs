@@ -229,7 +229,7 @@ impl BusTap for PcapBusTap {
                     .collect();
                 let spread;
                 let data: &[u8] = if endpoint & 0x80 != 0 {
-                    spread = spread_iso_in(&descs, &c.data);
+                    spread = usbfn_pcap::spread_iso_in(&descs, &c.data, MAX_SPREAD);
                     &spread
                 } else {
                     &[]
@@ -263,34 +263,6 @@ impl BusTap for PcapBusTap {
             &[],
         ));
     }
-}
-
-/// Packed iso IN bytes laid out at their packets' offsets, as far as the last packet's end
-/// (what usbmon's `mon_bin_collate_isodesc` captures). Bytes missing from `packed` stay 0.
-fn spread_iso_in(descs: &[IsoDesc], packed: &[u8]) -> Vec<u8> {
-    let end = descs
-        .iter()
-        .filter(|d| d.length > 0)
-        .map(|d| u64::from(d.offset) + u64::from(d.length))
-        .max()
-        .unwrap_or(0);
-    if end > MAX_SPREAD {
-        return packed.to_vec();
-    }
-    let mut out = vec![0u8; usize::try_from(end).unwrap_or(0)];
-    let mut at = 0usize;
-    for d in descs {
-        let len = usize::try_from(d.length).unwrap_or(0);
-        let off = usize::try_from(d.offset).unwrap_or(usize::MAX);
-        if let (Some(src), Some(dst)) = (
-            packed.get(at..at.saturating_add(len)),
-            out.get_mut(off..off.saturating_add(len)),
-        ) {
-            dst.copy_from_slice(src);
-        }
-        at = at.saturating_add(len);
-    }
-    out
 }
 
 #[cfg(test)]

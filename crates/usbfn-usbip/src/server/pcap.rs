@@ -126,7 +126,8 @@ impl<W: Write + Send> UrbTap for PcapTap<W> {
         // descriptor's offset); USB/IP packs it. Spread it back so offsets point into it.
         let spread;
         let data = if ret.is_iso() && cmd.direction == Direction::In {
-            spread = spread_iso_in(&ret.iso, &ret.data);
+            // No cap: the offsets were checked against the URB's buffer when it was submitted.
+            spread = usbfn_pcap::spread_iso_in(&iso, &ret.data, u64::MAX);
             &spread[..]
         } else {
             &ret.data[..]
@@ -168,32 +169,6 @@ fn complete_descriptors(iso: &[IsoPacketDescriptor]) -> Vec<IsoDesc> {
         .collect()
 }
 
-/// Packed iso IN bytes laid out at their packets' offsets, as far as the last packet's end
-/// (what usbmon's `mon_bin_collate_isodesc` captures). Bytes missing from `packed` stay 0.
-fn spread_iso_in(iso: &[IsoPacketDescriptor], packed: &[u8]) -> Vec<u8> {
-    let end = iso
-        .iter()
-        .filter(|d| d.actual_length > 0)
-        .map(|d| u64::from(d.offset) + u64::from(d.actual_length))
-        .max()
-        .unwrap_or(0);
-    // Offsets were checked against the URB's buffer when it was submitted.
-    let mut out = vec![0u8; usize::try_from(end).unwrap_or(0)];
-    let mut at = 0usize;
-    for d in iso {
-        let len = usize::try_from(d.actual_length).unwrap_or(0);
-        let off = crate::usize_from(d.offset);
-        if let (Some(src), Some(dst)) = (
-            packed.get(at..at.saturating_add(len)),
-            out.get_mut(off..off.saturating_add(len)),
-        ) {
-            dst.copy_from_slice(src);
-        }
-        at = at.saturating_add(len);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,9 +185,12 @@ mod tests {
     #[test]
     fn packed_iso_in_data_goes_back_to_its_offsets() {
         let iso = [desc(0, 4, 2, 0), desc(4, 4, 0, -18), desc(8, 4, 3, 0)];
-        let out = spread_iso_in(&iso, &[1, 2, 7, 8, 9]);
+        let spread = |iso: &[IsoPacketDescriptor], packed: &[u8]| {
+            usbfn_pcap::spread_iso_in(&complete_descriptors(iso), packed, u64::MAX)
+        };
+        let out = spread(&iso, &[1, 2, 7, 8, 9]);
         assert_eq!(out, vec![1, 2, 0, 0, 0, 0, 0, 0, 7, 8, 9]);
-        assert!(spread_iso_in(&[desc(0, 4, 0, -18)], &[]).is_empty());
+        assert!(spread(&[desc(0, 4, 0, -18)], &[]).is_empty());
         let c = complete_descriptors(&iso);
         assert_eq!((c[1].status, c[2].length), (-18, 3));
         assert_eq!(submit_descriptors(&iso)[0].status, -errno::EXDEV);
