@@ -142,6 +142,7 @@ impl Endpoints {
         what: &str,
     ) -> anyhow::Result<String> {
         if let Some(sink) = &self.pcap {
+            // usbmon's device number is a u8: devices past 255 in one capture share 255 (a label only).
             let devnum = u8::try_from(n + 1).unwrap_or(u8::MAX);
             let tap = PcapBusTap::new(&controller, sink.clone(), 1, devnum);
             controller.set_bus_tap(Some(Arc::new(tap)));

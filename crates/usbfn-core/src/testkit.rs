@@ -4,8 +4,10 @@
 //! `usbfn` crate drive the same inputs with real I/O.
 //!
 //! The kit's methods panic when the device does not behave as a test assumes (an input that
-//! should complete at once does not): that is the test failing. It is not compiled into
-//! usbfn's programs.
+//! should complete at once does not): that is the test failing. No untrusted input reaches
+//! it: the `testkit` feature is enabled only by `usbfn-core`'s own dev-dependency (tests and
+//! benches) and by the fuzz crate's harnesses, whose fixtures are fixed device files; no
+//! program of usbfn's compiles it.
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +39,7 @@ impl SimHost {
     #[allow(clippy::expect_used)] // a test kit: an invalid fixture is the test's failure
     pub fn new(config: &str, speed: BusSpeed) -> Self {
         let model =
+            // A test's own fixture: an invalid one is the test's failure.
             DeviceModel::build(&DeviceConfig::from_toml(config).expect("toml")).expect("valid");
         Self::from_model(model, speed)
     }
@@ -49,6 +52,8 @@ impl SimHost {
     #[allow(clippy::expect_used)] // a test kit
     pub fn from_model(model: DeviceModel, speed: BusSpeed) -> Self {
         let now = Instant::now();
+        // A validated test fixture; its descriptors not fitting is the test's failure, and
+        // activating an interface the model has cannot be refused.
         let mut dev = Device::new(model, now).expect("descriptors fit");
         for f in 0..dev.model().interfaces().len() {
             dev.activate(FunctionId(f)).expect("activate");
@@ -70,6 +75,7 @@ impl SimHost {
     #[allow(clippy::expect_used)] // a test kit
     pub fn unattached(model: DeviceModel) -> Self {
         let now = Instant::now();
+        // A validated test fixture: its descriptors not fitting is the test's failure.
         let dev = Device::new(model, now).expect("descriptors fit");
         SimHost { dev, now, next: 1 }
     }
@@ -111,6 +117,7 @@ impl SimHost {
     #[allow(clippy::expect_used)] // a test kit
     pub fn control_now(&mut self, setup: SetupPacket, data: &[u8]) -> UrbCompletion {
         let id = self.control(setup, data);
+        // The caller asserts the core answers this request itself; if not, the test fails.
         let c = self.dev.poll_urb_completion().expect("answered at once");
         assert_eq!(c.id, id);
         c

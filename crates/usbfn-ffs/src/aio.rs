@@ -187,6 +187,7 @@ impl Aio {
                 aio_buf: buf,
                 aio_nbytes: len,
                 aio_flags: IOCB_FLAG_RESFD,
+                // Fits: a valid file descriptor is a non-negative i32.
                 aio_resfd: u32::try_from(self.eventfd.as_raw_fd()).unwrap_or(u32::MAX),
                 ..Iocb::default()
             };

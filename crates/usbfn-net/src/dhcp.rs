@@ -242,6 +242,7 @@ impl DhcpServer {
     }
 
     fn reply(&self, request: &DhcpRepr<'_>, kind: DhcpMessageType, your_ip: Ipv4Addr) -> Reply {
+        // A lease beyond u32 seconds (136 years) is the protocol's 'infinite', 0xffffffff.
         let lease = u32::try_from(self.config.lease.as_secs()).unwrap_or(u32::MAX);
         let options = kind != DhcpMessageType::Nak;
         let with_lease = kind != DhcpMessageType::Nak && !your_ip.is_unspecified();

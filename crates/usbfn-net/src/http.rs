@@ -127,6 +127,7 @@ impl Conn {
                 started,
             } => {
                 let take = match left {
+                    // Saturating is right: a length beyond usize is more than any buffer holds; min() bounds it.
                     Some(l) => usize::try_from(*l).unwrap_or(usize::MAX).min(data.len()),
                     None => data.len(),
                 };
@@ -198,6 +199,7 @@ impl Conn {
             *sent += n;
         }
         let body = usize::try_from(*body_left)
+            // Saturating is right: min() bounds it by what is left of the buffer.
             .unwrap_or(usize::MAX)
             .min(out.len() - n);
         if body > 0

@@ -191,6 +191,7 @@ impl Stack {
     }
 
     fn smol_now(&self) -> SmolInstant {
+        // Fits: i64 microseconds is 292,000 years of uptime.
         SmolInstant::from_micros(i64::try_from(self.now().as_micros()).unwrap_or(i64::MAX))
     }
 
@@ -340,6 +341,7 @@ impl Stack {
                             let s = &self.stats;
                             s.sink_bytes.fetch_add(bytes, Ordering::Relaxed);
                             s.last_sink_bytes.store(bytes, Ordering::Relaxed);
+                            // Fits: u64 microseconds is 584,000 years.
                             let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
                             s.last_sink_micros.store(micros, Ordering::Relaxed);
                             tracing::info!(bytes, micros, "http: POST /sink body counted");

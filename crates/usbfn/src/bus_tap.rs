@@ -180,6 +180,7 @@ impl BusTap for PcapBusTap {
         let record = UsbRecord::submit(
             &self.urb(urb.id.0, endpoint, transfer_type),
             unix_time(std::time::SystemTime::now()),
+            // Fits: every bus gives URB lengths as u32 (USB/IP, usbredir's 32-bit lengths).
             u32::try_from(length).unwrap_or(u32::MAX),
             out,
         );
@@ -214,6 +215,7 @@ impl BusTap for PcapBusTap {
         };
         let urb = self.urb(c.id.0, endpoint, transfer_type);
         let status = c.status.to_errno();
+        // Fits: a completion moves at most its URB's buffer, a u32 length.
         let actual = u32::try_from(c.actual_length).unwrap_or(u32::MAX);
         let time = unix_time(std::time::SystemTime::now());
         match &c.iso {
@@ -234,6 +236,7 @@ impl BusTap for PcapBusTap {
                 } else {
                     &[]
                 };
+                // Fits: at most MAX_ISO_DESCRIPTORS packets per URB.
                 let errors = i32::try_from(iso.error_count()).unwrap_or(i32::MAX);
                 // The frame number wraps well below i32::MAX (FRAME_NUMBER_MODULUS).
                 let start = i32::try_from(iso.start_frame).unwrap_or(0);

@@ -227,6 +227,7 @@ impl Session {
                     endpoint: p.endpoint,
                     stream_id: p.stream_id,
                 };
+                // Fits: a u32 length into usize on every target usbfn builds for (32/64-bit).
                 let len = usize::try_from(p.length).unwrap_or(usize::MAX);
                 self.submit_data(Some(id), kind, p.endpoint, len, p.data, None)?;
             }
@@ -483,6 +484,7 @@ impl Session {
                     status,
                     value,
                     index,
+                    // Fits: a control transfer moves at most wLength (u16) bytes.
                     length: u16::try_from(if requesttype & 0x80 != 0 {
                         c.data.len()
                     } else {
@@ -507,6 +509,7 @@ impl Session {
                     &Packet::Bulk(BulkPacket {
                         endpoint,
                         status,
+                        // Fits: the core moves at most the URB's buffer, which came as a u32 length.
                         length: u32::try_from(length).unwrap_or(u32::MAX),
                         stream_id,
                         data: if input { c.data } else { Bytes::new() },
@@ -518,6 +521,7 @@ impl Session {
                 &Packet::Interrupt(DataPacket {
                     endpoint,
                     status,
+                    // Fits: an interrupt URB's buffer is one packet (at most 3072 bytes).
                     length: u16::try_from(moved).unwrap_or(u16::MAX),
                     data: Bytes::new(),
                 }),
@@ -614,6 +618,7 @@ impl Session {
             &Packet::Interrupt(DataPacket {
                 endpoint,
                 status: Status::SUCCESS,
+                // Fits: an interrupt URB's buffer is one packet (at most 3072 bytes).
                 length: u16::try_from(c.data.len()).unwrap_or(u16::MAX),
                 data: c.data,
             }),
@@ -670,6 +675,7 @@ impl Session {
                 &Packet::Iso(DataPacket {
                     endpoint,
                     status,
+                    // Fits: one iso packet is at most 3 x 1024 bytes (x 16 bursts at SuperSpeed: 49152).
                     length: u16::try_from(data.len()).unwrap_or(u16::MAX),
                     data,
                 }),
@@ -751,6 +757,7 @@ impl Session {
                 let iso = IsoRequest {
                     packets: (0..packets)
                         .map(|i| IsoPacket {
+                            // Fits: packets_per_urb x the endpoint's packet size is bounded by the stream's limits, far below u32.
                             offset: u32::try_from(i * size).unwrap_or(u32::MAX),
                             length: u32::try_from(size).unwrap_or(u32::MAX),
                         })

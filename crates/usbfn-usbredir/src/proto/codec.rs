@@ -206,6 +206,7 @@ impl Codec {
         data: Bytes,
     ) -> Result<Packet, ProtoError> {
         let caps = self.agreed();
+        // Fits: the decoder checked the body against its u32 length field before this.
         let data_len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         Ok(match ty {
             t::HELLO => {
@@ -472,6 +473,7 @@ impl Codec {
             .ok_or(ProtoError::LimitExceeded {
                 packet: name,
                 field: "length",
+                // Fits: usize into u64 on every target usbfn builds for.
                 value: u64::try_from(body).unwrap_or(u64::MAX),
                 limit: "u32::MAX",
                 max: u64::from(u32::MAX),
@@ -642,6 +644,7 @@ impl Codec {
                 out.put_slice(&p.data);
             }
             Packet::Bulk(p) => {
+                // Fits: a u32 shifted right by 16.
                 let high = u16::try_from(p.length >> 16).unwrap_or(u16::MAX);
                 out.put_u8(p.endpoint);
                 out.put_u8(p.status.0);

@@ -544,6 +544,7 @@ impl Lun {
             }
             Command::ReadFormatCapacities { alloc } => {
                 let mut d = vec![0, 0, 0, 8];
+                // A block count beyond 32 bits reads 0xffffffff, as READ CAPACITY(10) reports it (the host then uses READ CAPACITY(16)).
                 d.extend_from_slice(&u32::try_from(self.blocks).unwrap_or(u32::MAX).to_be_bytes());
                 // Descriptor type 2: formatted media; 3: no media present.
                 d.push(if self.loaded { 0x02 } else { 0x03 });
@@ -553,6 +554,7 @@ impl Lun {
             Command::ReadCapacity10 => {
                 let last = self.blocks.saturating_sub(1);
                 let mut d = u32::try_from(last)
+                    // SCSI's own rule: a last LBA beyond 32 bits reads 0xffffffff, telling the host to use READ CAPACITY(16).
                     .unwrap_or(u32::MAX)
                     .to_be_bytes()
                     .to_vec();
@@ -627,6 +629,7 @@ pub fn absent_lun(cmd: &Command, id: &Identity, luns: u8) -> Action {
 }
 
 fn truncate(mut d: Vec<u8>, alloc: u32) -> Vec<u8> {
+    // Saturating is right: an allocation length beyond usize truncates nothing.
     d.truncate(usize::try_from(alloc).unwrap_or(usize::MAX));
     d
 }

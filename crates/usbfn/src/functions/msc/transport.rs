@@ -138,6 +138,7 @@ async fn command<S: ServiceApi>(
         (_, Expect::In(_)) => {
             let outcome = match &action {
                 Action::Reply(d) => {
+                    // Fits: a u32 transfer length into usize on every target usbfn builds for.
                     let n = usize::try_from(plan.transfer).unwrap_or(usize::MAX);
                     let d = Bytes::copy_from_slice(d.get(..n).unwrap_or(d));
                     send(iface, pipes, d, plan.stall).await?
@@ -187,6 +188,7 @@ async fn command<S: ServiceApi>(
     let residue = u64::from(cbw.expect.len()).saturating_sub(moved);
     Ok(Csw {
         tag: cbw.tag,
+        // Fits: the residue is at most dCBWDataTransferLength, a u32.
         residue: u32::try_from(residue).unwrap_or(u32::MAX),
         status,
     })

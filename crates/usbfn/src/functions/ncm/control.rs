@@ -127,6 +127,7 @@ impl Link {
     pub fn ntb_parameters(&self) -> Vec<u8> {
         let mut p = Vec::with_capacity(28);
         let u16le = |v: usize| u16::try_from(v).unwrap_or(u16::MAX).to_le_bytes();
+        // Fits: the fields are the configured NTB sizes and alignments, at most MAX_NTB (0xffff).
         let u32le = |v: usize| u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes();
         p.extend_from_slice(&u16le(28));
         p.extend_from_slice(&u16le(if self.ntb32 { 0x03 } else { 0x01 }));
@@ -188,6 +189,7 @@ impl Link {
             },
             (GET_NTB_INPUT_SIZE, true) if ncm => {
                 let mut v = u32::try_from(self.ntb_in_size)
+                    // Fits: ntb_in_size is at most MAX_NTB (0xffff).
                     .unwrap_or(u32::MAX)
                     .to_le_bytes()
                     .to_vec();
@@ -231,6 +233,7 @@ impl Link {
                 let Some(size) = data.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
                     return false;
                 };
+                // Fits: a u32 into usize on every target usbfn builds for; the range check follows.
                 let size = usize::try_from(u32::from_le_bytes(size)).unwrap_or(usize::MAX);
                 if !(MIN_NTB_IN..=self.advertised_in.clamp(MIN_NTB_IN, MAX_NTB)).contains(&size) {
                     return false;

@@ -336,6 +336,7 @@ pub fn fragment(options: &Options, instance: usize) -> Fragment {
         }),
         ..endpoint(NOTIFY_IN, TransferTypeName::Interrupt)
     };
+    // Instances beyond 255 share the last string index (saturating_add): a composite that large is refused by the model anyway (255 interfaces).
     let mac_index = MAC_STRING_INDEX.saturating_add(u8::try_from(instance).unwrap_or(u8::MAX));
     let (subclass, data_protocol, product_id, product) = match model {
         Model::Ncm => (0x0d, 0x01, 0xa4a1, "usbfn NCM network adapter"),

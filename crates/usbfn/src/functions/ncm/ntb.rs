@@ -341,6 +341,7 @@ impl NtbBuilder {
         self.buf.resize(ndp, 0);
         let ndp_len = self.ndp_len(self.entries.len());
         let total = ndp + ndp_len;
+        // Fits: push() admits a frame only while the whole NTB stays within max_size, at most 0xffff for NTB16 and MAX_NTB for NTB32, so every offset and length fits.
         let as16 = |n: usize| u16::try_from(n).unwrap_or(u16::MAX).to_le_bytes();
         let as32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
         match self.layout.format {

@@ -93,6 +93,7 @@ pub async fn run<S: ServiceApi>(
         control,
         data,
     });
+    // Instances beyond 255 share the last string index (saturating_add): a composite that large is refused by the model anyway (255 interfaces).
     let mac_index = MAC_STRING_INDEX.saturating_add(u8::try_from(instance).unwrap_or(u8::MAX));
     let mac = mac_string(shared.options.host_mac());
     shared.control.register_usb_string(mac_index, &mac).await?;
