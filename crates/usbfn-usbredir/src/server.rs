@@ -168,10 +168,7 @@ pub async fn listen(
         let busy = busy.clone();
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            let r = match stream {
-                Stream::Tcp(s) => run_one(&controller, s, &options, stop).await,
-                Stream::Unix(s) => run_one(&controller, s, &options, stop).await,
-            };
+            let r = stream.serve(&controller, &options, stop).await;
             busy.store(false, Ordering::Release);
             match r {
                 Ok(()) => tracing::info!(%peer, "usbredir: guest disconnected"),
@@ -193,34 +190,18 @@ pub async fn connect(
 ) -> std::io::Result<()> {
     let mut logged = false;
     loop {
-        let r = match &address {
-            Address::Tcp(a) => match tokio::net::TcpStream::connect(a).await {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    logged = false;
-                    tracing::info!(%address, "usbredir: connected to the guest");
-                    Some(run_one(&controller, s, &options, shutdown.clone()).await)
+        let r = match dial(&address).await {
+            Ok(stream) => {
+                logged = false;
+                tracing::info!(%address, "usbredir: connected to the guest");
+                Some(stream.serve(&controller, &options, shutdown.clone()).await)
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut logged, true) {
+                    tracing::info!(%address, error = %e, "usbredir: guest not reachable yet; retrying every second");
                 }
-                Err(e) => {
-                    if !std::mem::replace(&mut logged, true) {
-                        tracing::info!(%address, error = %e, "usbredir: guest not reachable yet; retrying every second");
-                    }
-                    None
-                }
-            },
-            Address::Unix(p) => match tokio::net::UnixStream::connect(p).await {
-                Ok(s) => {
-                    logged = false;
-                    tracing::info!(%address, "usbredir: connected to the guest");
-                    Some(run_one(&controller, s, &options, shutdown.clone()).await)
-                }
-                Err(e) => {
-                    if !std::mem::replace(&mut logged, true) {
-                        tracing::info!(%address, error = %e, "usbredir: guest not reachable yet; retrying every second");
-                    }
-                    None
-                }
-            },
+                None
+            }
         };
         if let Some(Err(e)) = r {
             tracing::warn!(%address, error = %e, "usbredir: connection closed");
@@ -238,6 +219,34 @@ pub async fn connect(
 enum Stream {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
+}
+
+impl Stream {
+    /// One guest's session on this connection.
+    async fn serve(
+        self,
+        controller: &Controller,
+        options: &HostOptions,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), crate::host::HostError> {
+        match self {
+            Stream::Tcp(s) => run_one(controller, s, options, stop).await,
+            Stream::Unix(s) => run_one(controller, s, options, stop).await,
+        }
+    }
+}
+
+/// Connect to a listening QEMU (TCP without Nagle: usbredir packets are small and latency
+/// bound).
+async fn dial(address: &Address) -> std::io::Result<Stream> {
+    Ok(match address {
+        Address::Tcp(a) => {
+            let s = tokio::net::TcpStream::connect(a).await?;
+            let _ = s.set_nodelay(true);
+            Stream::Tcp(s)
+        }
+        Address::Unix(p) => Stream::Unix(tokio::net::UnixStream::connect(p).await?),
+    })
 }
 
 async fn accept(listener: &Listener) -> std::io::Result<(Stream, String)> {

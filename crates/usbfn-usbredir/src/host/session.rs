@@ -368,22 +368,7 @@ impl Session {
         data: Bytes,
     ) -> Result<(), HostError> {
         let urb = self.track(id, kind)?;
-        let direction = if setup.bm_request_type & 0x80 != 0 {
-            Direction::In
-        } else {
-            Direction::Out
-        };
-        self.port.submit(Urb {
-            id: UrbId(urb),
-            endpoint: 0,
-            direction,
-            setup: Some(setup),
-            buffer_len: usize::from(setup.w_length),
-            data,
-            short_not_ok: false,
-            zero_packet: false,
-            iso: None,
-        });
+        self.port.submit(Urb::control(UrbId(urb), setup, data));
         Ok(())
     }
 

@@ -189,20 +189,15 @@ pub fn fragment(options: &Options, instance: usize) -> Fragment {
     let names = interface_names(instance);
     let iso = |direction, max_packet: PerSpeed<u16>, iso_attributes, class: Option<Vec<u8>>| {
         EndpointSection {
-            address: None,
-            direction: Some(direction),
-            transfer_type: TransferTypeName::Isochronous,
             max_packet: Some(max_packet),
             interval: Some(PerSpeed::Each {
                 full: Some(1),
                 high: Some(4),
                 super_: Some(4),
             }),
-            max_burst: 0,
-            ss_attributes: 0,
-            bytes_per_interval: None,
             iso_attributes,
             class_descriptors: class.map(|c| hex(&c)),
+            ..EndpointSection::new(None, Some(direction), TransferTypeName::Isochronous)
         }
     };
     use usbfn_core::config::DirectionName::{In, Out};

@@ -181,9 +181,6 @@ pub fn interface(kind: &Kind, instance: usize) -> InterfaceSection {
     let hid = [9, 0x21, 0x11, 0x01, 0, 1, 0x22, l0, l1];
     let mps = u16::try_from(kind.input_len()).unwrap_or(64);
     let endpoint = |direction| EndpointSection {
-        address: None,
-        direction: Some(direction),
-        transfer_type: TransferTypeName::Interrupt,
         max_packet: Some(PerSpeed::All(mps)),
         // 1 ms at every speed: 1 frame, 2^(4-1) microframes.
         interval: Some(PerSpeed::Each {
@@ -191,11 +188,7 @@ pub fn interface(kind: &Kind, instance: usize) -> InterfaceSection {
             high: Some(4),
             super_: Some(4),
         }),
-        max_burst: 0,
-        ss_attributes: 0,
-        bytes_per_interval: None,
-        iso_attributes: 0,
-        class_descriptors: None,
+        ..EndpointSection::new(None, Some(direction), TransferTypeName::Interrupt)
     };
     let mut endpoints = vec![endpoint(DirectionName::In)];
     if kind.has_out() {
