@@ -78,7 +78,11 @@ fn main() -> std::process::ExitCode {
             std::env::var_os("NO_COLOR").as_deref(),
         ))
         .init();
-    let single_thread = matches!(&cli.command, Command::Serve(a) if a.single_thread);
+    let single_thread = match &cli.command {
+        Command::Serve(a) => a.single_thread,
+        Command::Bench(a) => a.wants_current_thread(),
+        _ => false,
+    };
     let runtime = if single_thread {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

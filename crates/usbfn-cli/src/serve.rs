@@ -32,8 +32,8 @@ pub(crate) struct Args {
     /// Run the server, the devices and their services on one thread (a current-thread
     /// runtime) instead of a worker per CPU: a URB's hand-offs between the connection, the
     /// device and its service are then calls on that thread rather than cross-thread
-    /// wake-ups (`usbfn bench --server-thread` measures the difference). Blocking work
-    /// (image files, ptys) still runs on tokio's blocking threads.
+    /// wake-ups (`usbfn bench` runs its server so; its `--topology shared-workers` measures the
+    /// other way). Blocking work (image files, ptys) still runs on tokio's blocking threads.
     #[arg(long)]
     pub(crate) single_thread: bool,
     /// Speed hosts see, for devices whose file gives no `usbip.speed`.

@@ -4,8 +4,14 @@
 //! * Bulk IN and OUT throughput for a grid of URB sizes and queue depths, over the in-process
 //!   host and over USB/IP (usbfn's client → 127.0.0.1 → usbfn's server), against Gadget Zero.
 //!   The baseline for each URB size is a blocking sender and receiver moving bytes over
-//!   127.0.0.1 with writes of that size (the fastest of three runs); each usbfn point then
-//!   moves the same number of bytes.
+//!   127.0.0.1 with writes of that size (the fastest of two runs in each thread placement,
+//!   see [`tcp::Placement`]); each usbfn point then moves the same number of bytes.
+//! * The ends run like the baseline's two threads: the host side (this bench and usbfn's
+//!   USB/IP client) on the bench's current-thread runtime, the USB/IP server with the device
+//!   and its service on a current-thread runtime of their own thread, as `usbfn serve
+//!   --single-thread` runs them (`--topology shared-workers`: every end on one runtime with a worker
+//!   per CPU, as `usbfn serve` runs by default; `--topology one-thread`: both ends on the
+//!   bench's thread, as raw TCP's `same-cpu` placement).
 //! * Control round-trip latency (one at a time): GET_DESCRIPTOR answered by the core, and a
 //!   vendor request answered by the service; baseline: TCP ping-pong with the same reply size.
 //! * Event rate: setup packets delivered to (and answered by) the service per second with 16
@@ -26,14 +32,14 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use report::{BenchResult, Report};
-use target::{Dir, Target, Transport};
+use target::{Dir, Target, Topology, Transport};
 
 /// A measurement that makes no progress for this long has hung (a lost URB, a stuck
 /// service): it fails instead of waiting forever.
 const STALL: Duration = Duration::from_secs(30);
 
-/// Raw TCP throughput runs per URB size; the fastest is the baseline.
-const TCP_TRIES: usize = 3;
+/// Raw TCP throughput runs per URB size and thread placement; the fastest is the baseline.
+const TCP_TRIES: usize = 2;
 
 /// Arguments of `usbfn bench`.
 #[derive(Debug, clap::Args)]
@@ -71,7 +77,7 @@ pub(crate) struct Args {
     /// 1,10,100,1000; --quick: 1000.
     #[arg(long, value_delimiter = ',')]
     devices: Option<Vec<usize>>,
-    /// Milliseconds each raw TCP baseline run takes (the fastest of three is kept); usbfn
+    /// Milliseconds each raw TCP baseline run takes (the fastest of six is kept); usbfn
     /// points move the same bytes. Default: 400; --quick: 150.
     #[arg(long)]
     point_ms: Option<u64>,
@@ -81,14 +87,25 @@ pub(crate) struct Args {
     /// Devices imported and enumerated per scale run (default: all; --quick: 50).
     #[arg(long)]
     scale_sample: Option<usize>,
-    /// Run the USB/IP server, the device and its service on a current-thread runtime of
-    /// their own thread (the client stays on the bench's runtime), as `usbfn serve
-    /// --single-thread` runs them.
-    #[arg(long)]
-    server_thread: bool,
+    /// How the host side (the bench and usbfn's USB/IP client) and the server side (the
+    /// USB/IP server, the device and its service) share threads: `two-threads` (default; a
+    /// current-thread runtime each, like raw TCP's sender and receiver), `one-thread` (both
+    /// on one current-thread runtime, like raw TCP's `same-cpu` placement), `shared-workers`
+    /// (one runtime with a worker per CPU, as `usbfn serve` without `--single-thread`).
+    #[arg(long, value_enum, default_value = "two-threads")]
+    pub(crate) topology: Topology,
     /// Internal: run one scale measurement with N devices and print it as JSON.
     #[arg(long, hide = true)]
     scale_child: Option<usize>,
+}
+
+impl Args {
+    /// The bench runs on a current-thread runtime (the host side's thread) unless its
+    /// topology is [`Topology::SharedWorkers`]; the scale child keeps a worker per CPU, as
+    /// `usbfn serve`.
+    pub(crate) fn wants_current_thread(&self) -> bool {
+        self.topology != Topology::SharedWorkers && self.scale_child.is_none()
+    }
 }
 
 /// What one run measures.
@@ -105,7 +122,7 @@ struct Plan {
     rounds: usize,
     scale_sample: usize,
     event_depth: usize,
-    server_thread: bool,
+    topology: Topology,
 }
 
 impl Plan {
@@ -167,7 +184,7 @@ impl Plan {
             rounds: args.rounds.unwrap_or(rounds).clamp(1, 10_000_000),
             scale_sample: args.scale_sample.unwrap_or(sample),
             event_depth: 16,
-            server_thread: args.server_thread,
+            topology: args.topology,
         })
     }
 
@@ -206,8 +223,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         // The fastest of a few runs: the limit is what the loopback can do, not what a
         // moment of contention on a shared machine let it do.
         let mut best: Option<tcp::Moved> = None;
-        for _ in 0..TCP_TRIES {
-            let moved = tokio::task::spawn_blocking(move || tcp::throughput(size, point)).await??;
+        let mut by_placement = BTreeMap::new();
+        for placement in tcp::Placement::ALL.repeat(TCP_TRIES) {
+            let moved =
+                tokio::task::spawn_blocking(move || tcp::throughput(size, point, placement))
+                    .await??;
+            let fastest = by_placement.entry(placement).or_insert(0.0f64);
+            *fastest = fastest.max(moved.mb_per_s());
             if best.is_none_or(|b| moved.mb_per_s() > b.mb_per_s()) {
                 best = Some(moved);
             }
@@ -216,7 +238,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             continue;
         };
         tcp_rates.insert(size, moved);
-        results.push(BenchResult::tcp(size, &moved));
+        results.push(BenchResult::tcp(size, &moved, by_placement));
         bar.inc(1);
     }
 
@@ -226,7 +248,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 continue;
             };
             // A fresh device per URB size, its transfers sized for it.
-            let target = within(STALL, Target::start(transport, size, plan.server_thread)).await?;
+            let target = within(STALL, Target::start(transport, size, plan.topology)).await?;
             let count = (tcp.bytes / size as u64).max(1);
             for &dir in &plan.directions {
                 for &depth in &plan.depths {
@@ -260,7 +282,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         bar.inc(1);
     }
     for &transport in &plan.transports {
-        let target = within(STALL, Target::start(transport, 512, plan.server_thread)).await?;
+        let target = within(STALL, Target::start(transport, 512, plan.topology)).await?;
         for service in [false, true] {
             bar.set_message(format!("{} control round trips", transport.label()));
             // A millisecond per round trip is generous; STALL on top for the warm-up.
@@ -280,7 +302,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     bar.inc(1);
     for &transport in &plan.transports {
         bar.set_message(format!("{} setup events", transport.label()));
-        let target = within(STALL, Target::start(transport, 512, plan.server_thread)).await?;
+        let target = within(STALL, Target::start(transport, 512, plan.topology)).await?;
         let rate = within(
             plan.point + STALL,
             target.event_rate(plan.event_depth, plan.point),
@@ -306,6 +328,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
     let report = Report::new(
         args.quick,
+        plan.topology,
         plan.point,
         results,
         scale,
@@ -391,15 +414,23 @@ mod tests {
             cpu_seconds: 1.0,
             switches: 0,
             units: 1,
+            placement: Some(tcp::Placement::Free),
         };
-        let mut r = BenchResult::tcp(64 * 1024, &moved);
+        let mut r = BenchResult::tcp(64 * 1024, &moved, BTreeMap::new());
         r.kind = report::Kind::Bulk;
         r.transport = "usbip";
         r.direction = "in";
         r.depth = 16;
         r.mb_per_s = Some(mb_per_s);
         r.ratio_to_tcp = Some(0.9);
-        Report::new(true, Duration::from_millis(10), vec![r], Vec::new(), 1.0)
+        Report::new(
+            true,
+            Topology::TwoThreads,
+            Duration::from_millis(10),
+            vec![r],
+            Vec::new(),
+            1.0,
+        )
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Results, the targets they are judged against, and the human table.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -7,8 +8,8 @@ use serde::Serialize;
 
 use super::scale::ScaleResult;
 use super::stats::Latency;
-use super::target::{Dir, Transport};
-use super::tcp::Moved;
+use super::target::{Dir, Topology, Transport};
+use super::tcp::{Moved, Placement};
 
 /// One measurement. Every kind carries `transport`, `direction`, `urb_size`, `depth`,
 /// `mb_per_s` (null for latency and rates) and `ratio_to_tcp` (usbfn / raw TCP for the same
@@ -39,6 +40,12 @@ pub(crate) struct BenchResult {
     /// the raw TCP baseline: the wake-ups a URB costs, a count that does not depend on load.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) switches_per_urb: Option<f64>,
+    /// Raw TCP: where the fastest run's two threads ran (`free`, `same-cpu`, `split-cpus`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) placement: Option<Placement>,
+    /// Raw TCP: the fastest run of each placement, MB/s.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) mb_per_s_by_placement: BTreeMap<Placement, f64>,
     /// Control: who answered (`core` or `service`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) answered_by: Option<&'static str>,
@@ -123,6 +130,8 @@ impl Op {
 pub(crate) struct Report {
     pub(crate) quick: bool,
     pub(crate) cpus: usize,
+    /// How the ends shared threads (`two-threads` or `shared-workers`).
+    pub(crate) topology: Topology,
     pub(crate) point_ms: u128,
     pub(crate) elapsed_s: f64,
     pub(crate) results: Vec<BenchResult>,
@@ -164,6 +173,8 @@ impl BenchResult {
             cpu_ns_per_byte: None,
             cpu_ratio_to_tcp: None,
             switches_per_urb: None,
+            placement: None,
+            mb_per_s_by_placement: BTreeMap::new(),
             answered_by: None,
             latency: None,
             tcp_latency: None,
@@ -172,7 +183,11 @@ impl BenchResult {
         }
     }
 
-    pub(crate) fn tcp(size: usize, m: &Moved) -> BenchResult {
+    pub(crate) fn tcp(
+        size: usize,
+        m: &Moved,
+        by_placement: BTreeMap<Placement, f64>,
+    ) -> BenchResult {
         BenchResult {
             urb_size: size,
             mb_per_s: Some(m.mb_per_s()),
@@ -182,6 +197,8 @@ impl BenchResult {
             cpu_ns_per_byte: Some(m.cpu_ns_per_byte()),
             cpu_ratio_to_tcp: Some(1.0),
             switches_per_urb: Some(m.switches_per_unit()),
+            placement: m.placement,
+            mb_per_s_by_placement: by_placement,
             ..BenchResult::blank(Kind::Tcp, "tcp", "stream")
         }
     }
@@ -245,6 +262,7 @@ impl BenchResult {
 impl Report {
     pub(crate) fn new(
         quick: bool,
+        topology: Topology,
         point: Duration,
         results: Vec<BenchResult>,
         scale: Vec<ScaleResult>,
@@ -253,6 +271,7 @@ impl Report {
         let mut report = Report {
             quick,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            topology,
             point_ms: point.as_millis(),
             elapsed_s,
             results,
@@ -341,10 +360,11 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "usbfn bench{} — {} CPUs, raw TCP baseline per URB size: fastest of 3 runs of {} ms; \
-             ratio = usbfn / raw TCP 127.0.0.1 measured in this run",
+            "usbfn bench{} — {} CPUs, {}; raw TCP baseline per URB size: fastest of 6 runs of \
+             {} ms (2 per thread placement); ratio = usbfn / raw TCP 127.0.0.1 measured in this run",
             if self.quick { " --quick" } else { "" },
             self.cpus,
+            self.topology.label(),
             self.point_ms
         );
         let mut sizes: Vec<usize> = self
@@ -354,6 +374,31 @@ impl Report {
             .map(|r| r.urb_size)
             .collect();
         sizes.dedup();
+        let _ = writeln!(
+            s,
+            "\nRaw TCP by thread placement: MB/s of the fastest run each"
+        );
+        let _ = writeln!(
+            s,
+            "  {:>8}  {:>9}  {:>9}  {:>10}  baseline",
+            "write", "free", "same-cpu", "split-cpus"
+        );
+        for r in self.results.iter().filter(|r| r.kind == Kind::Tcp) {
+            let at = |p| {
+                r.mb_per_s_by_placement
+                    .get(&p)
+                    .map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"))
+            };
+            let _ = writeln!(
+                s,
+                "  {:>8}  {:>9}  {:>9}  {:>10}  {}",
+                size_label(r.urb_size),
+                at(Placement::Free),
+                at(Placement::SameCpu),
+                at(Placement::SplitCpus),
+                r.placement.map_or("-", Placement::label)
+            );
+        }
         let mut depths: Vec<usize> = self
             .results
             .iter()

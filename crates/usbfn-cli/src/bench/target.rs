@@ -48,6 +48,37 @@ impl Transport {
     }
 }
 
+/// How the ends of a benchmark share threads.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Topology {
+    /// Both ends on the bench's one thread (a current-thread runtime), as raw TCP's
+    /// `same-cpu` placement puts its two threads on one CPU: the socket's limit on a VM,
+    /// where a wake-up across vCPUs costs more than a 64 KiB copy. It measures what usbfn's
+    /// own code costs per URB when no wake-up is forced.
+    OneThread,
+    /// As raw TCP's sender and receiver: the host side on the bench's (current-thread)
+    /// runtime, the USB/IP server, the device and its service on a current-thread runtime of
+    /// their own thread (`usbfn serve --single-thread`). The in-process host has no second
+    /// end: it shares the bench's thread with the device.
+    TwoThreads,
+    /// Every end on the bench's multi-thread runtime, a worker per CPU (`bench
+    /// --topology shared-workers`; `usbfn serve` without `--single-thread`).
+    SharedWorkers,
+}
+
+impl Topology {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Topology::OneThread => "host side and server on one thread (a current-thread runtime)",
+            Topology::TwoThreads => {
+                "host side and server on a thread each (current-thread runtimes)"
+            }
+            Topology::SharedWorkers => "every end on one runtime with a worker per CPU",
+        }
+    }
+}
+
 /// Bulk direction.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -121,9 +152,9 @@ async fn gadget_zero(
     Ok((controller, service))
 }
 
-/// The runtime of `bench --server-thread`: one thread with a current-thread runtime for
-/// the USB/IP server, the device and its service, so their wake-ups of each other are calls
-/// on that thread; the client (the bench's own runtime) stands for the host.
+/// The server's runtime in [`Topology::TwoThreads`]: one thread with a current-thread runtime
+/// for the USB/IP server, the device and its service, so their wake-ups of each other are
+/// calls on that thread; the client (the bench's own runtime) stands for the host.
 fn server_runtime() -> anyhow::Result<tokio::runtime::Handle> {
     static HANDLE: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
     if let Some(h) = HANDLE.get() {
@@ -170,14 +201,14 @@ async fn serve_on(
 impl Target {
     /// Gadget Zero behind `transport`, configured for URBs of `urb_size` bytes (its source
     /// and sink transfers queued).
-    /// `server_thread`: the USB/IP server and the device on [`server_runtime`].
+    /// In [`Topology::TwoThreads`] the USB/IP server and the device run on [`server_runtime`].
     pub(crate) async fn start(
         transport: Transport,
         urb_size: usize,
-        server_thread: bool,
+        topology: Topology,
     ) -> anyhow::Result<Target> {
         let rt = match transport {
-            Transport::Usbip if server_thread => server_runtime()?,
+            Transport::Usbip if topology == Topology::TwoThreads => server_runtime()?,
             _ => tokio::runtime::Handle::current(),
         };
         let (controller, service) = gadget_zero(urb_size.max(MIN_DEVICE_BUFLEN), &rt).await?;
@@ -280,6 +311,7 @@ impl Target {
             cpu_seconds: process_cpu_seconds() - cpu,
             switches: process_context_switches().saturating_sub(switches),
             units: submitted,
+            placement: None,
         })
     }
 
