@@ -121,7 +121,9 @@ impl HostUrb {
 #[derive(Debug)]
 enum DeviceTransfer {
     In {
-        id: TransferId,
+        /// `None`: packets given back by an unlinked host URB (see [`Pipe::unlink_urb`]);
+        /// the service's transfer they came from has completed already.
+        id: Option<TransferId>,
         data: Bytes,
         offset: usize,
         zlp_pending: bool,
@@ -134,9 +136,11 @@ enum DeviceTransfer {
 }
 
 impl DeviceTransfer {
-    fn id(&self) -> TransferId {
+    /// The service's transfer this is (`None` for packets an unlinked URB gave back).
+    fn id(&self) -> Option<TransferId> {
         match self {
-            DeviceTransfer::In { id, .. } | DeviceTransfer::Out { id, .. } => *id,
+            DeviceTransfer::In { id, .. } => *id,
+            DeviceTransfer::Out { id, .. } => Some(*id),
         }
     }
 }
@@ -343,7 +347,7 @@ impl Pipe {
         let zlp_pending =
             data.is_empty() || (append_zero_packet && data.len().is_multiple_of(self.max_packet));
         self.transfers.push_back(DeviceTransfer::In {
-            id,
+            id: Some(id),
             data,
             offset: 0,
             zlp_pending,
@@ -366,7 +370,15 @@ impl Pipe {
     }
 
     /// Remove a host URB that has not completed. Returns false if it is not queued here.
-    pub(crate) fn unlink_urb(&mut self, id: UrbId) -> bool {
+    ///
+    /// An IN URB holding full packets from the service (it waits for more, or for a short
+    /// packet) gives them back to the front of the pipe, with the data toggle they took: the
+    /// host's cancelled URB never delivers them (USB/IP's RET_UNLINK and usbredir's cancelled
+    /// status carry no data), while the service was told they were sent. The next IN URB
+    /// receives them first, so no byte the service wrote is lost. Only the front URB can hold
+    /// packets, and it does so only when the service's queue is empty, so they go back in
+    /// order.
+    pub(crate) fn unlink_urb(&mut self, id: UrbId, out: &mut Completions) -> bool {
         if self.iso.unlink_urb(id) {
             return true;
         }
@@ -377,13 +389,23 @@ impl Pipe {
             p.deferred.remove(pos);
             return true;
         }
-        match self.urbs.iter().position(|u| u.id() == id) {
-            Some(pos) => {
-                self.urbs.remove(pos);
-                true
-            }
-            None => false,
+        let Some(pos) = self.urbs.iter().position(|u| u.id() == id) else {
+            return false;
+        };
+        if let Some(HostUrb::In { received, .. }) = self.urbs.remove(pos)
+            && received.len > 0
+        {
+            // Whole packets only: a short packet or babble would have completed the URB.
+            self.advance_toggle(received.len / self.max_packet);
+            self.transfers.push_front(DeviceTransfer::In {
+                id: None,
+                data: received.finish(),
+                offset: 0,
+                zlp_pending: false,
+            });
+            self.pump(out);
         }
+        true
     }
 
     /// Cancel a service transfer; it completes with `status` and whatever it moved so far.
@@ -396,7 +418,7 @@ impl Pipe {
         if self.iso.cancel_transfer(id, status, out) {
             return true;
         }
-        let Some(pos) = self.transfers.iter().position(|t| t.id() == id) else {
+        let Some(pos) = self.transfers.iter().position(|t| t.id() == Some(id)) else {
             return false;
         };
         if let Some(t) = self.transfers.remove(pos) {
@@ -653,7 +675,10 @@ fn finish_transfer(t: DeviceTransfer, status: CompletionStatus, out: &mut Comple
         DeviceTransfer::In {
             id, offset, data, ..
         } => {
-            out.transfer(id, status, offset.min(data.len()), Bytes::new());
+            // Given-back packets were reported with the transfer they came from.
+            if let Some(id) = id {
+                out.transfer(id, status, offset.min(data.len()), Bytes::new());
+            }
         }
         DeviceTransfer::Out { id, received, .. } => {
             let len = received.len;
@@ -863,12 +888,66 @@ mod tests {
     }
 
     #[test]
+    fn unlinked_in_urb_gives_its_packets_back() {
+        let mut p = in_pipe(64);
+        let mut out = Completions::default();
+        let data = pattern(128, 7);
+        // Two full packets: the service's transfer is done, the URB waits for more.
+        p.submit_in_urb(UrbId(1), 256, false, &mut out);
+        p.submit_in_transfer(TransferId(1), data.slice(..128), false, &mut out);
+        assert_eq!(
+            out.transfers
+                .pop_front()
+                .map(|t| (t.id, t.bytes_transferred)),
+            Some((TransferId(1), 128))
+        );
+        assert!(out.urbs.is_empty());
+        assert!(!p.toggle, "two packets leave the toggle at DATA0");
+        p.submit_in_urb(UrbId(2), 256, false, &mut out);
+        assert!(p.unlink_urb(UrbId(1), &mut out));
+        // The waiting URB 2 got the two packets back; nothing ended it yet.
+        assert!(out.urbs.is_empty() && out.transfers.is_empty());
+        p.submit_in_transfer(TransferId(2), pattern(10, 9), false, &mut out);
+        let c = out
+            .urbs
+            .pop_front()
+            .expect("URB 2 completes with the short packet");
+        assert_eq!(c.id, UrbId(2));
+        assert_eq!(c.actual_length, 138);
+        assert_eq!(&c.data[..128], &data[..]);
+        assert_eq!(&c.data[128..], &pattern(10, 9)[..]);
+        // Only the service's own transfers are reported, once each.
+        assert_eq!(out.transfers.pop_front().map(|t| t.id), Some(TransferId(2)));
+        assert!(out.transfers.is_empty());
+        // 2 + 1 packets on the wire for URB 2: DATA0, DATA1, DATA0 → toggle DATA1.
+        assert!(p.toggle);
+    }
+
+    #[test]
+    fn unlinked_in_urb_restores_an_odd_toggle() {
+        let mut p = in_pipe(64);
+        let mut out = Completions::default();
+        p.submit_in_urb(UrbId(1), 256, false, &mut out);
+        p.submit_in_transfer(TransferId(1), pattern(64, 1), false, &mut out);
+        assert!(p.toggle, "one packet moved the toggle to DATA1");
+        assert!(p.unlink_urb(UrbId(1), &mut out));
+        assert!(!p.toggle, "the packet given back was never delivered");
+        // A cancel of the finished transfer finds nothing; the given-back packet stays.
+        assert!(!p.cancel_transfer(TransferId(1), CompletionStatus::Cancelled, &mut out));
+        p.submit_in_urb(UrbId(2), 64, false, &mut out);
+        assert_eq!(
+            out.urbs.pop_front().map(|c| (c.id, c.actual_length)),
+            Some((UrbId(2), 64))
+        );
+    }
+
+    #[test]
     fn unlink_and_cancel() {
         let mut p = in_pipe(64);
         let mut out = Completions::default();
         p.submit_in_urb(UrbId(1), 64, false, &mut out);
-        assert!(p.unlink_urb(UrbId(1)));
-        assert!(!p.unlink_urb(UrbId(1)));
+        assert!(p.unlink_urb(UrbId(1), &mut out));
+        assert!(!p.unlink_urb(UrbId(1), &mut out));
         p.submit_in_transfer(TransferId(1), pattern(10, 0), false, &mut out);
         assert!(p.cancel_transfer(TransferId(1), CompletionStatus::Cancelled, &mut out));
         assert_eq!(

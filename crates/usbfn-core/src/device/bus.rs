@@ -142,7 +142,9 @@ impl Device {
             self.start_next_control();
             return true;
         }
-        self.pipes.iter_mut().any(|p| p.unlink_urb(id))
+        self.pipes
+            .iter_mut()
+            .any(|p| p.unlink_urb(id, &mut self.out))
     }
 
     /// The next URB completion for the bus.
