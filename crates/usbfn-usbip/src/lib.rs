@@ -9,6 +9,7 @@
 mod batch;
 pub mod client;
 pub mod proto;
+mod read_ahead;
 pub mod server;
 
 // `usize_from` widens; usbfn builds for 32- and 64-bit targets only.

@@ -545,14 +545,19 @@ async fn read_loop<R>(mut rd: R, mut buf: BytesMut, shared: Arc<Shared>)
 where
     R: AsyncRead + Unpin,
 {
-    buf.reserve(64 * 1024);
+    buf.reserve(crate::read_ahead::READ_AHEAD);
+    let mut ahead = crate::read_ahead::ReadAhead::default();
     let reason = loop {
+        let (held, mut replies) = (buf.len(), 0);
         let decoded = {
             let mut st = shared.lock();
             let mut result = Ok(());
             loop {
                 match st.codec.decode(&mut buf) {
-                    Ok(Some(reply)) => Shared::dispatch(&mut st, reply),
+                    Ok(Some(reply)) => {
+                        replies += 1;
+                        Shared::dispatch(&mut st, reply);
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         result = Err(e);
@@ -566,6 +571,8 @@ where
             tracing::error!(error = %e, "USB/IP protocol error from the server; dropping the device");
             break ClientError::Protocol(e);
         }
+        ahead.decoded(held.saturating_sub(buf.len()), replies);
+        ahead.make_room(&mut buf);
         match rd.read_buf(&mut buf).await {
             Ok(0) => break ClientError::ConnectionClosed,
             Ok(_) => {}

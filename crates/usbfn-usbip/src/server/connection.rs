@@ -1,7 +1,9 @@
 //! One USB/IP connection: the op phase, then URB traffic for an imported device.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -21,6 +23,7 @@ use crate::proto::{
     CmdSubmit, CmdUnlink, Command, OpReply, OpRequest, OpStatus, ProtoError, RetUnlink,
     ServerCodec, UsbDevice, errno,
 };
+use crate::read_ahead::ReadAhead;
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +48,6 @@ pub(crate) enum ConnectionError {
     WriteTimeout { pending: usize, timeout: Duration },
 }
 
-/// Bytes read from the socket at a time.
-const READ_CHUNK: usize = 64 * 1024;
 /// Messages (mostly CMD_UNLINKs) queued for the writer before the reader waits for it.
 const UNLINK_QUEUE: usize = 1024;
 /// Write when this many reply bytes are batched, even if more are ready.
@@ -64,12 +65,13 @@ pub(crate) async fn run(
     let mut buf = BytesMut::with_capacity(64);
     // Op phase: the whole request must arrive within `idle` of connecting.
     let deadline = deadline_after(idle);
+    let op_ahead = ReadAhead::default();
     let request = loop {
         if let Some(r) = OpRequest::decode(&mut buf)? {
             break r;
         }
         tokio::select! {
-            n = read_more(&mut reader, &mut buf) => {
+            n = read_more(&mut reader, &mut buf, &op_ahead) => {
                 if n? == 0 {
                     return if buf.is_empty() { Ok(()) } else { Err(ConnectionError::Truncated(buf.len())) };
                 }
@@ -211,14 +213,23 @@ async fn write_within(
 
 /// Writes everything `batch` holds (one `writev` per call the socket allows), failing with
 /// [`ConnectionError::WriteTimeout`] when the peer does not take it within `timeout`.
+///
+/// The write is tried once before any timer exists: most batches fit the socket at once, and
+/// arming a timer per batch costs the runtime's timer wheel, and a wake-up of its driver (an
+/// eventfd write and an extra `epoll_wait`) whenever that timer is the earliest one.
 async fn write_batch_within<W: AsyncWrite + Unpin>(
     writer: &mut W,
     batch: &mut WriteBatch,
     timeout: Duration,
 ) -> Result<(), ConnectionError> {
     let pending = batch.len();
+    let mut write = std::pin::pin!(batch.write_to(writer));
+    let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    if let Poll::Ready(r) = first {
+        return Ok(r?);
+    }
     tokio::select! {
-        r = batch.write_to(writer) => Ok(r?),
+        r = write => Ok(r?),
         () = sleep_until(deadline_after(timeout)) => Err(ConnectionError::WriteTimeout {
             pending,
             timeout,
@@ -229,10 +240,9 @@ async fn write_batch_within<W: AsyncWrite + Unpin>(
 async fn read_more<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
+    ahead: &ReadAhead,
 ) -> std::io::Result<usize> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
-    }
+    ahead.make_room(buf);
     reader.read_buf(buf).await
 }
 
@@ -324,10 +334,16 @@ async fn read_loop<R: AsyncRead + Unpin>(mut cx: ReadCtx<R>) -> Result<(), Conne
     // When the first byte of the message at the front of `buf` arrived (None: `buf` is
     // empty, the host is between messages and may stay there as long as it likes).
     let mut partial_since: Option<Instant> = None;
+    // The idle check: one timer for the connection, moved only when it fires (to when the
+    // partial message at the front would time out, or one period on), not a timer per read:
+    // a fresh timer per read cost the runtime's driver a wake-up (an eventfd write and an
+    // extra `epoll_wait`) about every other URB. `None`: the timeout is beyond the clock.
+    let mut watchdog = deadline_after(cx.idle).map(|d| Box::pin(tokio::time::sleep_until(d)));
+    let mut ahead = ReadAhead::default();
     loop {
-        let mut decoded = false;
+        let (held, mut messages) = (cx.buf.len(), 0);
         while let Some(cmd) = cx.codec.decode(&mut cx.buf)? {
-            decoded = true;
+            messages += 1;
             let open = match cmd {
                 Command::Submit(cmd) => cx.submit(cmd).await?,
                 Command::Unlink(u) => cx.unlink(u).await,
@@ -336,6 +352,8 @@ async fn read_loop<R: AsyncRead + Unpin>(mut cx: ReadCtx<R>) -> Result<(), Conne
                 return Ok(());
             }
         }
+        let decoded = messages > 0;
+        ahead.decoded(held.saturating_sub(cx.buf.len()), messages);
         partial_since = match partial_since {
             _ if cx.buf.is_empty() => None,
             // What is left arrived with the last read, after the message before it.
@@ -343,16 +361,23 @@ async fn read_loop<R: AsyncRead + Unpin>(mut cx: ReadCtx<R>) -> Result<(), Conne
             Some(since) => Some(since),
             None => Some(Instant::now()),
         };
-        let deadline = partial_since.and_then(|since| since.checked_add(cx.idle));
         let early = cx.early.deadline().map(Instant::from_std);
         let n = tokio::select! {
-            n = read_more(&mut cx.reader, &mut cx.buf) => n?,
-            () = sleep_until(deadline), if deadline.is_some() => {
-                return Err(ConnectionError::IdleTimeout {
-                    what: "a URB message",
-                    buffered: cx.buf.len(),
-                    timeout: cx.idle,
-                });
+            n = read_more(&mut cx.reader, &mut cx.buf, &ahead) => n?,
+            () = watch(&mut watchdog) => {
+                let now = Instant::now();
+                match partial_since.and_then(|since| since.checked_add(cx.idle)) {
+                    Some(due) if due <= now => {
+                        return Err(ConnectionError::IdleTimeout {
+                            what: "a URB message",
+                            buffered: cx.buf.len(),
+                            timeout: cx.idle,
+                        });
+                    }
+                    Some(due) => rearm(&mut watchdog, Some(due)),
+                    None => rearm(&mut watchdog, now.checked_add(cx.idle)),
+                }
+                continue;
             }
             () = sleep_until(early), if early.is_some() => {
                 let mut due = Vec::new();
@@ -372,6 +397,22 @@ async fn read_loop<R: AsyncRead + Unpin>(mut cx: ReadCtx<R>) -> Result<(), Conne
                 Err(ConnectionError::Truncated(cx.buf.len()))
             };
         }
+    }
+}
+
+/// Waits for the watchdog timer; forever when there is none.
+async fn watch(watchdog: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match watchdog {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Move the watchdog to `deadline` (`None`: beyond the clock, never).
+fn rearm(watchdog: &mut Option<Pin<Box<tokio::time::Sleep>>>, deadline: Option<Instant>) {
+    match (watchdog.as_mut(), deadline) {
+        (Some(sleep), Some(d)) => sleep.as_mut().reset(d),
+        (_, d) => *watchdog = d.map(|d| Box::pin(tokio::time::sleep_until(d))),
     }
 }
 
