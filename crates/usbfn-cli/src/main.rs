@@ -79,7 +79,7 @@ fn main() -> std::process::ExitCode {
         ))
         .init();
     let single_thread = match &cli.command {
-        Command::Serve(a) => a.single_thread,
+        Command::Serve(a) => !a.multi_thread,
         Command::Bench(a) => a.wants_current_thread(),
         _ => false,
     };

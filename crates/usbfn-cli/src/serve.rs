@@ -29,11 +29,16 @@ pub(crate) struct Args {
     config: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) server: ServerArgs,
-    /// Run the server, the devices and their services on one thread (a current-thread
-    /// runtime) instead of a worker per CPU: a URB's hand-offs between the connection, the
-    /// device and its service are then calls on that thread rather than cross-thread
-    /// wake-ups (`usbfn bench` runs its server so; its `--topology shared-workers` measures the
-    /// other way). Blocking work (image files, ptys) still runs on tokio's blocking threads.
+    /// Run the server, the devices and their services on a worker thread per CPU (a
+    /// multi-thread runtime). Default: one thread (a current-thread runtime), on which a
+    /// URB's hand-offs between the connection, the device and its service are calls rather
+    /// than cross-thread wake-ups: in the conformance guest usbfn then spends 38 CPU ticks on
+    /// usbtest case 27 instead of 95, and on the host its control p99 is ~10 µs instead of
+    /// ~100 µs (docs/benchmarks.md). Worth it when several devices each need a CPU. Blocking
+    /// work (image files, ptys) runs on tokio's blocking threads either way.
+    #[arg(long, conflicts_with = "single_thread")]
+    pub(crate) multi_thread: bool,
+    /// One thread (the default; kept for scripts that ask for it).
     #[arg(long)]
     pub(crate) single_thread: bool,
     /// Speed hosts see, for devices whose file gives no `usbip.speed`.

@@ -20,7 +20,7 @@
 #   BENCH_ITERATIONS  default 200 ("0" skips the benchmark)
 #   BENCH_LENGTH      default 1024
 #   BENCH_ROUNDS      default 1 (more: each label gets "-rN")
-#   BENCH_SINGLE_THREAD  1: also `usbfn serve --single-thread` (bench-usbfn-st) each round
+#   BENCH_MULTI_THREAD  1: also `usbfn serve --multi-thread` (bench-usbfn-mt) each round
 #   CMP_CASE_TIMEOUT  seconds one usbtest case may take, default 60
 . /lib/conformance/lib.sh
 conformance_setup
@@ -169,10 +169,10 @@ for speed in $CMP_SPEEDS; do
 done
 grep -q '^dummy_hcd ' /proc/modules && rmmod dummy_hcd
 
-# BENCH_ROUNDS > 1 repeats the benchmark (labels get "-rN"); BENCH_SINGLE_THREAD=1 adds a
-# run of `usbfn serve --single-thread` (label bench-usbfn-st) to each round.
+# BENCH_ROUNDS > 1 repeats the benchmark (labels get "-rN"); BENCH_MULTI_THREAD=1 adds a
+# run of `usbfn serve --multi-thread` (label bench-usbfn-mt) to each round.
 BENCH_ROUNDS=${BENCH_ROUNDS:-1}
-BENCH_SINGLE_THREAD=${BENCH_SINGLE_THREAD:-0}
+BENCH_MULTI_THREAD=${BENCH_MULTI_THREAD:-0}
 bench_usbfn() { # LABEL [SERVE FLAGS...]
   local label=$1
   shift
@@ -191,7 +191,7 @@ if [ "$BENCH_ITERATIONS" != 0 ]; then
     suffix=""
     [ "$BENCH_ROUNDS" -gt 1 ] && suffix="-r$round"
     bench_usbfn "bench-usbfn$suffix"
-    [ "$BENCH_SINGLE_THREAD" = 1 ] && bench_usbfn "bench-usbfn-st$suffix" --single-thread
+    [ "$BENCH_MULTI_THREAD" = 1 ] && bench_usbfn "bench-usbfn-mt$suffix" --multi-thread
     usbipd_start
     gadget_sourcesink g1 0
     gadget_bind g1 usbip-vudc.0

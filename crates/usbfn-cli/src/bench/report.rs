@@ -40,7 +40,8 @@ pub(crate) struct BenchResult {
     /// the raw TCP baseline: the wake-ups a URB costs, a count that does not depend on load.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) switches_per_urb: Option<f64>,
-    /// Raw TCP: where the fastest run's two threads ran (`free`, `same-cpu`, `split-cpus`).
+    /// Where the two threads of raw TCP's fastest run ran (`free`, `same-cpu`,
+    /// `split-cpus`): of this result for `tcp`, of its baseline for `control` and `events`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) placement: Option<Placement>,
     /// Raw TCP: the fastest run of each placement, MB/s.
@@ -231,14 +232,15 @@ impl BenchResult {
         service: bool,
         reply: usize,
         l: &Latency,
-        tcp: Option<Latency>,
+        tcp: Option<(Placement, Latency)>,
     ) -> BenchResult {
         BenchResult {
             urb_size: reply,
             answered_by: Some(if service { "service" } else { "core" }),
             latency: Some(*l),
-            ratio_to_tcp: tcp.and_then(|t| ratio(l.median_us, t.median_us)),
-            tcp_latency: tcp,
+            ratio_to_tcp: tcp.and_then(|(_, t)| ratio(l.median_us, t.median_us)),
+            tcp_latency: tcp.map(|(_, t)| t),
+            placement: tcp.map(|(p, _)| p),
             ..BenchResult::blank(Kind::Control, transport_name(transport), "control-in")
         }
     }
@@ -247,13 +249,14 @@ impl BenchResult {
         transport: Transport,
         depth: usize,
         rate: f64,
-        tcp_rate: f64,
+        (placement, tcp_rate): (Placement, f64),
     ) -> BenchResult {
         BenchResult {
             depth,
             events_per_s: Some(rate),
             tcp_messages_per_s: Some(tcp_rate),
             ratio_to_tcp: ratio(rate, tcp_rate),
+            placement: Some(placement),
             ..BenchResult::blank(Kind::Events, transport_name(transport), "setup-event")
         }
     }

@@ -59,11 +59,11 @@ pub(crate) enum Topology {
     OneThread,
     /// As raw TCP's sender and receiver: the host side on the bench's (current-thread)
     /// runtime, the USB/IP server, the device and its service on a current-thread runtime of
-    /// their own thread (`usbfn serve --single-thread`). The in-process host has no second
+    /// their own thread (`usbfn serve`, one thread by default). The in-process host has no second
     /// end: it shares the bench's thread with the device.
     TwoThreads,
     /// Every end on the bench's multi-thread runtime, a worker per CPU (`bench
-    /// --topology shared-workers`; `usbfn serve` without `--single-thread`).
+    /// --topology shared-workers`; `usbfn serve --multi-thread`).
     SharedWorkers,
 }
 

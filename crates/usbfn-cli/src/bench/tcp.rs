@@ -205,10 +205,18 @@ fn send_for(
     Ok((sent, start, cpu, switches))
 }
 
-/// Ping-pong: a 48-byte request, a `reply_len`-byte answer, one at a time, `rounds` times.
-pub(crate) fn round_trip(reply_len: usize, rounds: usize) -> std::io::Result<Latency> {
-    let (mut client, mut server) = pair()?;
+/// Run a request/answer baseline: an echo thread answers each 48-byte request with
+/// `reply_len` bytes while `client` runs on a thread of its own; both placed as `placement`
+/// says.
+fn with_echo<T: Send + 'static>(
+    reply_len: usize,
+    placement: Placement,
+    client: impl FnOnce(TcpStream) -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let (near, mut server) = pair()?;
+    let (client_cpu, echo_cpu) = placement.cpus();
     let echo = thread::spawn(move || -> std::io::Result<()> {
+        pin_to(echo_cpu);
         let mut req = [0u8; HEADER];
         let reply = vec![0u8; HEADER + reply_len];
         loop {
@@ -219,53 +227,62 @@ pub(crate) fn round_trip(reply_len: usize, rounds: usize) -> std::io::Result<Lat
             }
         }
     });
-    let req = [0u8; HEADER];
-    let mut reply = vec![0u8; HEADER + reply_len];
-    let mut samples = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let t = Instant::now();
-        client.write_all(&req)?;
-        client.read_exact(&mut reply)?;
-        samples.push(t.elapsed());
-    }
-    drop(client);
+    let result = thread::spawn(move || {
+        pin_to(client_cpu);
+        // Dropping the stream at the end lets the echo thread see EOF.
+        client(near)
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("TCP client thread panicked"))?;
     echo.join()
         .map_err(|_| std::io::Error::other("TCP echo thread panicked"))??;
-    Ok(Latency::from_samples(samples))
+    result
+}
+
+/// Ping-pong: a 48-byte request, a `reply_len`-byte answer, one at a time, `rounds` times.
+pub(crate) fn round_trip(
+    reply_len: usize,
+    rounds: usize,
+    placement: Placement,
+) -> std::io::Result<Latency> {
+    with_echo(reply_len, placement, move |mut client| {
+        let req = [0u8; HEADER];
+        let mut reply = vec![0u8; HEADER + reply_len];
+        let mut samples = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let t = Instant::now();
+            client.write_all(&req)?;
+            client.read_exact(&mut reply)?;
+            samples.push(t.elapsed());
+        }
+        Ok(Latency::from_samples(samples))
+    })
 }
 
 /// Request/answer pairs of 48 bytes each way with `depth` requests in flight: messages per
 /// second (the baseline for event delivery with queued control requests).
-pub(crate) fn message_rate(depth: usize, duration: Duration) -> std::io::Result<f64> {
-    let (mut client, mut server) = pair()?;
-    let echo = thread::spawn(move || -> std::io::Result<()> {
-        let mut req = [0u8; HEADER];
-        loop {
-            match server.read_exact(&mut req) {
-                Ok(()) => server.write_all(&req)?,
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(e),
-            }
+pub(crate) fn message_rate(
+    depth: usize,
+    duration: Duration,
+    placement: Placement,
+) -> std::io::Result<f64> {
+    with_echo(0, placement, move |mut client| {
+        let msg = [0u8; HEADER];
+        let mut reply = [0u8; HEADER];
+        for _ in 0..depth {
+            client.write_all(&msg)?;
         }
-    });
-    let msg = [0u8; HEADER];
-    let mut reply = [0u8; HEADER];
-    for _ in 0..depth {
-        client.write_all(&msg)?;
-    }
-    let start = Instant::now();
-    let mut done = 0u64;
-    while start.elapsed() < duration {
-        client.read_exact(&mut reply)?;
-        done += 1;
-        client.write_all(&msg)?;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    for _ in 0..depth {
-        client.read_exact(&mut reply)?;
-    }
-    drop(client);
-    echo.join()
-        .map_err(|_| std::io::Error::other("TCP echo thread panicked"))??;
-    Ok(done as f64 / seconds)
+        let start = Instant::now();
+        let mut done = 0u64;
+        while start.elapsed() < duration {
+            client.read_exact(&mut reply)?;
+            done += 1;
+            client.write_all(&msg)?;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        for _ in 0..depth {
+            client.read_exact(&mut reply)?;
+        }
+        Ok(done as f64 / seconds)
+    })
 }
