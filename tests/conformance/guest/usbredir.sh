@@ -90,6 +90,9 @@ drive() { # LABEL DEVICE CASES LENGTH VARY ITERATIONS
         # emergency reboot does not (QEMU runs with -no-reboot, so it exits).
         echo
         echo "CONFORMANCE-EXIT=3"
+        # The reboot does not drain the serial console: without the pause the last lines,
+        # the exit status among them, can be lost (the run then reads as incomplete, 125).
+        sleep 2
         echo 1 >/proc/sys/kernel/sysrq
         echo b >/proc/sysrq-trigger
       fi
