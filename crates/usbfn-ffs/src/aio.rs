@@ -88,6 +88,11 @@ pub(crate) struct Aio {
 struct Stats {
     /// `io_submit` calls and the requests they queued.
     submit_calls: AtomicU64,
+    /// Time spent inside `io_submit` and `io_getevents` (ns), and in the reaper's passes
+    /// around them (delivering results), to tell the kernel's share from user space's.
+    submit_ns: AtomicU64,
+    getevents_ns: AtomicU64,
+    reap_ns: AtomicU64,
     submitted: AtomicU64,
     /// Reaper passes woken by the eventfd, and by the fallback timer.
     wakeups: AtomicU64,
@@ -97,6 +102,10 @@ struct Stats {
     events: AtomicU64,
     /// Most events one reaper pass delivered.
     max_batch: AtomicU64,
+}
+
+fn elapsed_ns(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn bump(c: &AtomicU64, by: u64) {
@@ -223,6 +232,7 @@ impl Aio {
         let mut at = 0;
         while at < list.len() {
             let mut ptrs: Vec<*mut Iocb> = list[at..].iter().map(|e| e.2).collect();
+            let t0 = std::time::Instant::now();
             #[allow(unsafe_code)] // the one call of sys's unsafe io_submit wrapper
             // SAFETY: every buffer (`read_buf`'s heap block or the `Bytes`) and iocb lives
             // in a boxed `Op` in `inner.ops` — never moved, never resized — until `reap` has
@@ -230,6 +240,7 @@ impl Aio {
             // refused, until it is removed below, the kernel holding no reference to it);
             // `read_buf` is not touched by anyone else meanwhile.
             let submitted = unsafe { self.ctx.submit(&mut ptrs) };
+            bump(&self.stats.submit_ns, elapsed_ns(t0));
             bump(&self.stats.submit_calls, 1);
             match submitted {
                 Ok(n) if n > 0 => {
@@ -337,9 +348,13 @@ impl Aio {
                 _ => bump(&self.stats.timer_wakeups, 1),
             }
             let mut batch = 0u64;
+            let pass = std::time::Instant::now();
             loop {
                 bump(&self.stats.getevents_calls, 1);
-                let n = match self.ctx.get_events(&mut events) {
+                let t0 = std::time::Instant::now();
+                let got = self.ctx.get_events(&mut events);
+                bump(&self.stats.getevents_ns, elapsed_ns(t0));
+                let n = match got {
                     Ok(n) => n,
                     Err(e) => {
                         tracing::warn!(error = %e, "io_getevents");
@@ -355,6 +370,7 @@ impl Aio {
                     break;
                 }
             }
+            bump(&self.stats.reap_ns, elapsed_ns(pass));
             bump(&self.stats.events, batch);
             self.stats.max_batch.fetch_max(batch, Ordering::Relaxed);
         }
@@ -372,6 +388,9 @@ impl Aio {
             eventfd_wakeups = get(&s.wakeups),
             timer_wakeups = get(&s.timer_wakeups),
             io_getevents_calls = get(&s.getevents_calls),
+            io_submit_us = get(&s.submit_ns) / 1000,
+            io_getevents_us = get(&s.getevents_ns) / 1000,
+            reaper_pass_us = get(&s.reap_ns) / 1000,
             events_reaped = events,
             events_per_wakeup = format!("{:.2}", events as f64 / wakeups.max(1) as f64),
             max_events_per_wakeup = get(&s.max_batch),
