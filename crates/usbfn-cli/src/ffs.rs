@@ -17,7 +17,7 @@ use crate::daemon::shutdown_signal;
 /// The device and its service run on a current-thread runtime of their own: every transfer
 /// completion (the AIO reaper) wakes a service task, and on one thread that wake-up is a
 /// function call instead of a cross-thread hand-off. That thread is kept on the CPU `cpu`
-/// says (`usbfn_ffs::IoCpu`: by default the last one the process may use).
+/// says (`usbfn_ffs::IoCpu`; by default wherever the scheduler puts it).
 pub(crate) async fn serve(
     udc: &str,
     functions: Vec<Function>,

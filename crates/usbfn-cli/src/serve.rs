@@ -48,14 +48,15 @@ pub(crate) struct Args {
     /// FunctionFS instead of USB/IP. See `usbfn list --udc`.
     #[arg(long, value_name = "NAME")]
     udc: Option<String>,
-    /// With --udc: the CPU of the thread doing the FunctionFS I/O. `auto` keeps it on the
-    /// last CPU the process may use (when it may use several), so the kernel's copy of
-    /// every IN byte in that thread runs beside the controller's work instead of taking
-    /// turns with it on one CPU; `any` leaves it to the scheduler; a number picks the CPU.
+    /// With --udc: the CPU of the thread doing the FunctionFS I/O. `any` (the default)
+    /// leaves it to the scheduler; `auto` keeps it on the last CPU the process may use
+    /// (when it may use several), so the kernel's copy of every IN byte in that thread runs
+    /// beside the controller's work instead of taking turns with it on one CPU (faster
+    /// when that CPU is otherwise free, slower when it is not); a number picks the CPU.
     #[arg(
         long,
         value_name = "auto|any|N",
-        default_value = "auto",
+        default_value = "any",
         requires = "udc"
     )]
     udc_cpu: usbfn_ffs::IoCpu,

@@ -8,8 +8,11 @@
 //! work item) runs elsewhere. Left to the scheduler the thread follows its wake-ups (they
 //! come from FunctionFS's completion worker) onto the CPU the controller's work is on, and
 //! the two take turns on one CPU while another idles; kept on one CPU of its own they run
-//! side by side. In one guest boot (6 rounds each, docs/benchmarks.md) pinning took usbtest
-//! 28 from 1.36× to 1.25× the kernel's SourceSink and 27 from 1.89× to 1.55×.
+//! side by side. In one guest boot on a quiet host (6 rounds each, docs/benchmarks.md)
+//! pinning took usbtest 28 from 1.36× to 1.25× the kernel's SourceSink and 27 from 1.89× to
+//! 1.55×. It is not the default: when the chosen CPU is busy with something else (in the
+//! guest, when its vCPU shared a host CPU with other work) the pinned thread cannot move
+//! away, and there it did as badly as or worse than the unpinned one.
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,9 +22,9 @@ use std::str::FromStr;
 pub enum IoCpu {
     /// The last CPU the thread may run on, when it may run on more than one (the first
     /// CPUs are where interrupts usually land); else wherever the scheduler puts it.
-    #[default]
     Auto,
     /// Wherever the scheduler puts it.
+    #[default]
     Any,
     /// This CPU.
     Cpu(usize),
