@@ -8,11 +8,11 @@
 //! work item) runs elsewhere. Left to the scheduler the thread follows its wake-ups (they
 //! come from FunctionFS's completion worker) onto the CPU the controller's work is on, and
 //! the two take turns on one CPU while another idles; kept on one CPU of its own they run
-//! side by side. In one guest boot on a quiet host (6 rounds each, docs/benchmarks.md)
-//! pinning took usbtest 28 from 1.36× to 1.25× the kernel's SourceSink and 27 from 1.89× to
-//! 1.55×. It is not the default: when the chosen CPU is busy with something else (in the
-//! guest, when its vCPU shared a host CPU with other work) the pinned thread cannot move
-//! away, and there it did as badly as or worse than the unpinned one.
+//! side by side. Measured (docs/benchmarks.md, usbtest 27/28 against the kernel's
+//! SourceSink under QEMU TCG, unpinned against pinned in one boot): 27 1.89× → 1.55× and
+//! 1.93× → 1.39×, 28 1.36× → 1.25× and 1.26× → 1.26× on a quiet host; when the chosen CPU is
+//! busy with something else (the vCPU sharing a host CPU with other work) the pinned thread
+//! cannot move away and did as badly or worse. Not a robust gain, so not the default.
 
 use std::fmt;
 use std::str::FromStr;
