@@ -16,14 +16,24 @@ use crate::daemon::shutdown_signal;
 ///
 /// The device and its service run on a current-thread runtime of their own: every transfer
 /// completion (the AIO reaper) wakes a service task, and on one thread that wake-up is a
-/// function call instead of a cross-thread hand-off.
-pub(crate) async fn serve(udc: &str, functions: Vec<Function>) -> anyhow::Result<()> {
+/// function call instead of a cross-thread hand-off. That thread is kept on the CPU `cpu`
+/// says (`usbfn_ffs::IoCpu`; by default wherever the scheduler puts it).
+pub(crate) async fn serve(
+    udc: &str,
+    functions: Vec<Function>,
+    cpu: usbfn_ffs::IoCpu,
+) -> anyhow::Result<()> {
     let udc = udc.to_owned();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::Builder::new()
         .name("usbfn-ffs".into())
         .spawn(move || {
+            match usbfn_ffs::pin_io_thread(cpu) {
+                Ok(Some(n)) => tracing::info!(cpu = n, "FunctionFS I/O thread kept on one CPU"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, %cpu, "cannot keep the FunctionFS I/O thread on a CPU"),
+            }
             let result = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

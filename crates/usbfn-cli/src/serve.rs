@@ -48,6 +48,18 @@ pub(crate) struct Args {
     /// FunctionFS instead of USB/IP. See `usbfn list --udc`.
     #[arg(long, value_name = "NAME")]
     udc: Option<String>,
+    /// With --udc: the CPU of the thread doing the FunctionFS I/O. `any` (the default)
+    /// leaves it to the scheduler; `auto` keeps it on the last CPU the process may use
+    /// (when it may use several), so the kernel's copy of every IN byte in that thread runs
+    /// beside the controller's work instead of taking turns with it on one CPU (faster
+    /// when that CPU is otherwise free, slower when it is not); a number picks the CPU.
+    #[arg(
+        long,
+        value_name = "auto|any|N",
+        default_value = "any",
+        requires = "udc"
+    )]
+    udc_cpu: usbfn_ffs::IoCpu,
     /// Gadget Zero data pattern (the default device): 0 zeros, 1 `(i % wMaxPacketSize) % 63`.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     pattern: u8,
@@ -132,7 +144,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 path.display()
             );
         }
-        return crate::ffs::serve(udc, device.functions.clone()).await;
+        return crate::ffs::serve(udc, device.functions.clone(), args.udc_cpu).await;
     }
     let files: Vec<(String, &UsbipSection)> = devices
         .iter()

@@ -15,7 +15,7 @@ use usbfn_core::{
     TransferId,
 };
 
-use crate::aio::{Aio, OpResult};
+use crate::aio::Aio;
 use crate::device::{Shared, lock};
 use crate::ep0::{Answer, Answered, Ep0Command};
 
@@ -39,10 +39,11 @@ pub struct FfsTransfer {
 enum Kind {
     Early(Option<Result<TransferCompletion, Error>>),
     Ep0(oneshot::Receiver<Result<Answered, Error>>),
-    /// The data request, then (for TRANSFER_IN_APPEND_ZERO_PKT) the zero-length packet.
+    /// The data request, then (for TRANSFER_IN_APPEND_ZERO_PKT) the zero-length packet:
+    /// their keys, each until its result is taken.
     Aio {
         aio: Arc<Aio>,
-        parts: Vec<(u64, Option<oneshot::Receiver<OpResult>>)>,
+        parts: [Option<u64>; 2],
         bytes: usize,
         data: Bytes,
         done: bool,
@@ -161,12 +162,8 @@ impl FfsInterface {
         let aio = self.shared.aio.clone();
         let len = write.as_ref().map_or(0, Bytes::len);
         let needs_zlp = zlp && len > 0 && len.is_multiple_of(mps);
-        let mut requests = vec![write];
-        if needs_zlp {
-            requests.push(Some(Bytes::new()));
-        }
-        let parts = match aio.submit(&file, capacity, requests) {
-            Ok(parts) => parts.into_iter().map(|(key, rx)| (key, Some(rx))).collect(),
+        let parts = match aio.submit(&file, capacity, write, needs_zlp) {
+            Ok(keys) => [Some(keys.data), keys.zlp],
             Err(e) => {
                 return Self::early(Err(if e.kind() == std::io::ErrorKind::WouldBlock {
                     refused(ServiceError::LimitExceeded {
@@ -431,19 +428,19 @@ impl FfsTransfer {
                 }
             },
             Kind::Aio {
+                aio,
                 parts,
                 bytes,
                 data,
                 done,
-                ..
             } => {
-                for (i, (_, slot)) in parts.iter_mut().enumerate() {
-                    let Some(rx) = slot.as_mut() else { continue };
-                    match Pin::new(rx).poll(cx) {
+                for (i, slot) in parts.iter_mut().enumerate() {
+                    let Some(key) = *slot else { continue };
+                    match aio.poll_result(key, cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(r) => {
                             *slot = None;
-                            let r = r.map_err(|_| Error::DeviceGone)?;
+                            let r = r.ok_or(Error::DeviceGone)?;
                             if r.res < 0 {
                                 *done = true;
                                 let status = CompletionStatus::from_functionfs_errno(
@@ -498,10 +495,13 @@ impl Drop for FfsTransfer {
         if let Kind::Aio {
             aio, parts, done, ..
         } = &self.kind
-            && !*done
         {
-            for (key, slot) in parts {
-                if slot.is_some() {
+            for key in parts.iter().flatten() {
+                if *done {
+                    // Finished on the data request's error: the zero-length packet behind
+                    // it goes on, its result unwanted.
+                    aio.forget(*key);
+                } else {
                     aio.cancel(*key);
                 }
             }

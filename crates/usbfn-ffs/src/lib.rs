@@ -28,11 +28,12 @@
 //! Layout: `blob` (descriptor and string blobs, safe, tested with byte vectors), `configfs`
 //! (gadget creation, binding, teardown, stale gadgets), `sys` (every `unsafe` system call,
 //! each with a `// SAFETY:` line), `aio` (Linux AIO with an eventfd: many transfers in
-//! flight per endpoint), `ep0` (one thread per function serving ep0), `device`
+//! flight per endpoint), `affinity` (the CPU of the I/O thread), `ep0` (one thread per function serving ep0), `device`
 //! ([`FfsDevice`]: events → bus events, binding), `interface` ([`FfsInterface`]).
 
 #![cfg(target_os = "linux")]
 
+mod affinity;
 mod aio;
 pub mod blob;
 mod configfs;
@@ -43,6 +44,7 @@ mod interface;
 #[allow(unsafe_code)] // every system call, each block with its SAFETY comment
 mod sys;
 
+pub use affinity::{IoCpu, pin_io_thread};
 pub use aio::MAX_IN_FLIGHT;
 pub use configfs::{GADGET_ROOT, UDC_ROOT, list_udcs, udc_holder};
 pub use device::{DEFAULT_MOUNT_ROOT, FfsDevice, FfsOptions, MAX_QUEUED_EVENTS};

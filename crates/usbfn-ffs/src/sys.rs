@@ -272,3 +272,32 @@ pub(crate) fn async_readable(fd: &OwnedFd) -> io::Result<tokio::io::unix::AsyncF
     }
     .map_err(|e| e.into_parts().1)
 }
+
+/// The CPUs the calling thread may run on (`sched_getaffinity`), in ascending order.
+pub(crate) fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is a plain bit array; all zeros is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a writable cpu_set_t of the size given; pid 0 is the calling thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    cvt(libc::c_long::from(r))?;
+    let max = usize::try_from(libc::CPU_SETSIZE).unwrap_or(0);
+    // SAFETY: CPU_ISSET reads bit `cpu` of the set, below CPU_SETSIZE.
+    Ok((0..max)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Keep the calling thread on `cpu` (`sched_setaffinity`).
+pub(crate) fn pin_thread(cpu: usize) -> io::Result<()> {
+    let max = usize::try_from(libc::CPU_SETSIZE).unwrap_or(0);
+    if cpu >= max {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: all zeros is an empty cpu_set_t; CPU_SET sets bit `cpu`, below CPU_SETSIZE.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size given; pid 0 is the calling thread.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    cvt(libc::c_long::from(r)).map(drop)
+}
