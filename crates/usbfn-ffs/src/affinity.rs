@@ -55,18 +55,29 @@ impl fmt::Display for IoCpu {
     }
 }
 
+/// The CPUs the calling thread may run on, in ascending order (`sched_getaffinity`). Also
+/// used by `usbfn bench` to place its raw TCP baseline's threads.
+pub fn allowed_cpus() -> std::io::Result<Vec<usize>> {
+    crate::sys::allowed_cpus()
+}
+
+/// Keep the calling thread on `cpu` (`sched_setaffinity`).
+pub fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
+    crate::sys::pin_thread(cpu)
+}
+
 /// Keep the calling thread (the one that will run the device's I/O) where `choice` says.
 /// Returns the CPU it is now kept on, if any.
 pub fn pin_io_thread(choice: IoCpu) -> std::io::Result<Option<usize>> {
     let cpu = match choice {
         IoCpu::Any => return Ok(None),
         IoCpu::Cpu(n) => n,
-        IoCpu::Auto => match crate::sys::allowed_cpus()?[..] {
+        IoCpu::Auto => match allowed_cpus()?[..] {
             [] | [_] => return Ok(None),
             [.., last] => last,
         },
     };
-    crate::sys::pin_thread(cpu)?;
+    pin_current_thread(cpu)?;
     Ok(Some(cpu))
 }
 

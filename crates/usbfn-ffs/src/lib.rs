@@ -44,7 +44,7 @@ mod interface;
 #[allow(unsafe_code)] // every system call, each block with its SAFETY comment
 mod sys;
 
-pub use affinity::{IoCpu, pin_io_thread};
+pub use affinity::{IoCpu, allowed_cpus, pin_current_thread, pin_io_thread};
 pub use aio::MAX_IN_FLIGHT;
 pub use configfs::{GADGET_ROOT, UDC_ROOT, list_udcs, udc_holder};
 pub use device::{DEFAULT_MOUNT_ROOT, FfsDevice, FfsOptions, MAX_QUEUED_EVENTS};

@@ -52,34 +52,17 @@ impl Placement {
     }
 }
 
-/// The CPUs this process may run on, in order.
-#[allow(unsafe_code)] // sched_getaffinity, with its SAFETY comment
+/// The CPUs this process may run on, in order (none if the kernel will not say).
 fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is a plain bit set, valid when zeroed; sched_getaffinity writes at
-    // most size_of::<cpu_set_t>() bytes into it, and pid 0 is the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
-    }
+    usbfn_ffs::allowed_cpus().unwrap_or_default()
 }
 
 /// Pin the calling thread to `cpu` (a no-op for `None`, or when the kernel refuses).
-#[allow(unsafe_code)] // sched_setaffinity, with its SAFETY comment
 fn pin_to(cpu: Option<usize>) {
-    let Some(cpu) = cpu else { return };
-    // SAFETY: as in allowed_cpus; CPU_SET only touches the bit of `cpu`, which came from
-    // the allowed set and so is below CPU_SETSIZE; pid 0 is the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            tracing::debug!(cpu, "could not pin a raw TCP baseline thread");
-        }
+    if let Some(cpu) = cpu
+        && let Err(e) = usbfn_ffs::pin_current_thread(cpu)
+    {
+        tracing::debug!(cpu, error = %e, "could not pin a raw TCP baseline thread");
     }
 }
 
