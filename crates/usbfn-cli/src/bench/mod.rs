@@ -222,19 +222,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let point = plan.point;
         // The fastest of a few runs: the limit is what the loopback can do, not what a
         // moment of contention on a shared machine let it do.
-        let mut best: Option<tcp::Moved> = None;
+        let runs = each_placement(TCP_TRIES, move |p| tcp::throughput(size, point, p)).await?;
         let mut by_placement = BTreeMap::new();
-        for placement in tcp::Placement::ALL.repeat(TCP_TRIES) {
-            let moved =
-                tokio::task::spawn_blocking(move || tcp::throughput(size, point, placement))
-                    .await??;
-            let fastest = by_placement.entry(placement).or_insert(0.0f64);
+        for (placement, moved) in &runs {
+            let fastest = by_placement.entry(*placement).or_insert(0.0f64);
             *fastest = fastest.max(moved.mb_per_s());
-            if best.is_none_or(|b| moved.mb_per_s() > b.mb_per_s()) {
-                best = Some(moved);
-            }
         }
-        let Some(moved) = best else {
+        let Some(moved) = runs
+            .into_iter()
+            .map(|(_, m)| m)
+            .max_by(|a, b| a.mb_per_s().total_cmp(&b.mb_per_s()))
+        else {
             continue;
         };
         tcp_rates.insert(size, moved);
@@ -278,14 +276,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     for reply in [18usize, 64] {
         bar.set_message(format!("raw TCP ping-pong, {reply}-byte answers"));
         // The fastest placement's (lowest median): the ping-pong costs a wake-up each way.
-        let mut best: Option<(tcp::Placement, stats::Latency)> = None;
-        for placement in tcp::Placement::ALL {
-            let l = tokio::task::spawn_blocking(move || tcp::round_trip(reply, rounds, placement))
-                .await??;
-            if best.as_ref().is_none_or(|(_, b)| l.median_us < b.median_us) {
-                best = Some((placement, l));
-            }
-        }
+        let best = each_placement(1, move |p| tcp::round_trip(reply, rounds, p))
+            .await?
+            .into_iter()
+            .min_by(|(_, a), (_, b)| a.median_us.total_cmp(&b.median_us));
         if let Some(best) = best {
             tcp_rtt.insert(reply, best);
         }
@@ -308,14 +302,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // Event notification rate.
     bar.set_message("raw TCP request/answer rate");
     let (depth, point) = (plan.event_depth, plan.point);
-    let mut tcp_rate = (tcp::Placement::Free, 0.0f64);
-    for placement in tcp::Placement::ALL {
-        let rate = tokio::task::spawn_blocking(move || tcp::message_rate(depth, point, placement))
-            .await??;
-        if rate > tcp_rate.1 {
-            tcp_rate = (placement, rate);
-        }
-    }
+    let tcp_rate = each_placement(1, move |p| tcp::message_rate(depth, point, p))
+        .await?
+        .into_iter()
+        .max_by(|(_, a), (_, b)| a.total_cmp(b))
+        .unwrap_or((tcp::Placement::Free, 0.0));
     bar.inc(1);
     for &transport in &plan.transports {
         bar.set_message(format!("{} setup events", transport.label()));
@@ -418,6 +409,21 @@ fn parse_size(text: &str) -> Result<usize, String> {
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .ok_or_else(|| format!("{text:?} is not a size like 512, 4K or 1M"))
+}
+
+/// Run a raw TCP baseline `tries` times in each thread placement (on blocking threads: the
+/// baseline's own threads block), every result with the placement it ran in.
+async fn each_placement<T: Send + 'static>(
+    tries: usize,
+    run: impl Fn(tcp::Placement) -> std::io::Result<T> + Clone + Send + 'static,
+) -> anyhow::Result<Vec<(tcp::Placement, T)>> {
+    let mut results = Vec::new();
+    for placement in tcp::Placement::ALL.repeat(tries) {
+        let run = run.clone();
+        let r = tokio::task::spawn_blocking(move || run(placement)).await??;
+        results.push((placement, r));
+    }
+    Ok(results)
 }
 
 #[cfg(test)]

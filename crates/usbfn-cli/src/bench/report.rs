@@ -131,7 +131,7 @@ impl Op {
 pub(crate) struct Report {
     pub(crate) quick: bool,
     pub(crate) cpus: usize,
-    /// How the ends shared threads (`two-threads` or `shared-workers`).
+    /// How the ends shared threads (`one-thread`, `two-threads` or `shared-workers`).
     pub(crate) topology: Topology,
     pub(crate) point_ms: u128,
     pub(crate) elapsed_s: f64,

@@ -1,7 +1,6 @@
 //! One USB/IP connection: the op phase, then URB traffic for an imported device.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -337,8 +336,10 @@ async fn read_loop<R: AsyncRead + Unpin>(mut cx: ReadCtx<R>) -> Result<(), Conne
     // The idle check: one timer for the connection, moved only when it fires (to when the
     // partial message at the front would time out, or one period on), not a timer per read:
     // a fresh timer per read cost the runtime's driver a wake-up (an eventfd write and an
-    // extra `epoll_wait`) about every other URB. `None`: the timeout is beyond the clock.
-    let mut watchdog = deadline_after(cx.idle).map(|d| Box::pin(tokio::time::sleep_until(d)));
+    // extra `epoll_wait`) about every other URB.
+    let mut watchdog = std::pin::pin!(tokio::time::sleep_until(or_far_future(deadline_after(
+        cx.idle
+    ))));
     let mut ahead = ReadAhead::default();
     loop {
         let (held, mut messages) = (cx.buf.len(), 0);
@@ -364,9 +365,9 @@ async fn read_loop<R: AsyncRead + Unpin>(mut cx: ReadCtx<R>) -> Result<(), Conne
         let early = cx.early.deadline().map(Instant::from_std);
         let n = tokio::select! {
             n = read_more(&mut cx.reader, &mut cx.buf, &ahead) => n?,
-            () = watch(&mut watchdog) => {
+            () = &mut watchdog => {
                 let now = Instant::now();
-                match partial_since.and_then(|since| since.checked_add(cx.idle)) {
+                let next = match partial_since.and_then(|since| since.checked_add(cx.idle)) {
                     Some(due) if due <= now => {
                         return Err(ConnectionError::IdleTimeout {
                             what: "a URB message",
@@ -374,9 +375,10 @@ async fn read_loop<R: AsyncRead + Unpin>(mut cx: ReadCtx<R>) -> Result<(), Conne
                             timeout: cx.idle,
                         });
                     }
-                    Some(due) => rearm(&mut watchdog, Some(due)),
-                    None => rearm(&mut watchdog, now.checked_add(cx.idle)),
-                }
+                    Some(due) => Some(due),
+                    None => now.checked_add(cx.idle),
+                };
+                watchdog.as_mut().reset(or_far_future(next));
                 continue;
             }
             () = sleep_until(early), if early.is_some() => {
@@ -400,20 +402,12 @@ async fn read_loop<R: AsyncRead + Unpin>(mut cx: ReadCtx<R>) -> Result<(), Conne
     }
 }
 
-/// Waits for the watchdog timer; forever when there is none.
-async fn watch(watchdog: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
-    match watchdog {
-        Some(sleep) => sleep.as_mut().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Move the watchdog to `deadline` (`None`: beyond the clock, never).
-fn rearm(watchdog: &mut Option<Pin<Box<tokio::time::Sleep>>>, deadline: Option<Instant>) {
-    match (watchdog.as_mut(), deadline) {
-        (Some(sleep), Some(d)) => sleep.as_mut().reset(d),
-        (_, d) => *watchdog = d.map(|d| Box::pin(tokio::time::sleep_until(d))),
-    }
+/// `deadline`, or thirty years from now when it is beyond the clock (never, for a timer).
+fn or_far_future(deadline: Option<Instant>) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    // Proof for the `+`: CLOCK_MONOTONIC counts from boot, so now + 30 years is far below
+    // what `Instant` holds (tokio's own timers use the same far future).
+    deadline.unwrap_or_else(|| Instant::now() + FAR)
 }
 
 impl<R> ReadCtx<R> {
