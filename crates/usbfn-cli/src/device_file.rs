@@ -65,9 +65,32 @@ pub(crate) struct UsbipSection {
     /// Most URB bytes outstanding on one connection.
     #[serde(default)]
     pub(crate) max_outstanding_bytes: Option<usize>,
+    /// The kernel's send buffer of each connection: bytes (an integer or `"256K"`) or
+    /// `"auto"`.
+    #[serde(default, deserialize_with = "send_buffer")]
+    pub(crate) send_buffer: Option<usbfn_usbip::server::SendBuffer>,
     /// Serve this device over usbredir at this address (`HOST:PORT` or `unix:PATH`).
     #[serde(default, deserialize_with = "usbredir_address")]
     pub(crate) usbredir: Option<Address>,
+}
+
+/// `send_buffer = 262144`, `"256K"` or `"auto"`.
+fn send_buffer<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<usbfn_usbip::server::SendBuffer>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Bytes(u64),
+        Text(String),
+    }
+    let text = match Repr::deserialize(d)? {
+        Repr::Bytes(n) => n.to_string(),
+        Repr::Text(t) => t,
+    };
+    crate::server_args::send_buffer(&text)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("send_buffer = {text:?}: {e}")))
 }
 
 /// `usbredir = "127.0.0.1:4000"` or `"unix:/run/usbfn/qemu.sock"`.
@@ -530,5 +553,23 @@ mod tests {
         assert!(e.contains("usbip.max_connections"), "{e}");
         let e = one("[device]\nvendor_id = 1\nproduct_id = 2\nvendorid = 3\n").expect_err("typo");
         assert!(e.contains("vendorid") && e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn send_buffer_takes_bytes_a_size_or_auto() {
+        use usbfn_usbip::server::SendBuffer;
+        let section = |value: &str| {
+            one(&format!(
+                "[function]\nkind = \"gadget-zero\"\n[usbip]\nsend_buffer = {value}\n"
+            ))
+            .map(|d| d.usbip.send_buffer)
+        };
+        assert_eq!(section("262144"), Ok(Some(SendBuffer::Fixed(262_144))));
+        assert_eq!(section("\"64K\""), Ok(Some(SendBuffer::Fixed(65_536))));
+        assert_eq!(section("\"auto\""), Ok(Some(SendBuffer::Auto)));
+        let e = section("100").expect_err("too small");
+        assert!(e.contains("send_buffer") && e.contains("16K"), "{e}");
+        let e = section("\"big\"").expect_err("not a size");
+        assert!(e.contains("send_buffer") && e.contains("auto"), "{e}");
     }
 }

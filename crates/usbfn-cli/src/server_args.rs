@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use usbfn::BusSpeed;
 use usbfn_usbip::proto::BusId;
-use usbfn_usbip::server::{PcapTap, Server, ServerOptions};
+use usbfn_usbip::server::{PcapTap, SendBuffer, Server, ServerOptions};
+use usbfn_usbip::socket::MIN_SEND_BUFFER;
 
 use crate::device_file::UsbipSection;
 
@@ -47,6 +48,26 @@ pub(crate) struct ServerArgs {
     /// `usbip.max_outstanding_bytes`. [default: 128M]
     #[arg(long, value_name = "BYTES", value_parser = outstanding_bytes)]
     pub(crate) max_outstanding_bytes: Option<usize>,
+    /// The kernel's send buffer (SO_SNDBUF) of every host connection: BYTES (suffixes K, M,
+    /// G; at least 16K), or `auto` for the kernel's autotuning. Without it a loopback host
+    /// gets 128K (it keeps a window's data in the CPU's caches) and any other the kernel's
+    /// autotuning (sized for the path's round trip). Overrides `usbip.send_buffer`.
+    #[arg(long, value_name = "BYTES|auto", value_parser = send_buffer)]
+    pub(crate) send_buffer: Option<SendBuffer>,
+}
+
+/// `--send-buffer` and `usbip.send_buffer`: `auto` or a byte count of at least 16 KiB.
+pub(crate) fn send_buffer(text: &str) -> Result<SendBuffer, String> {
+    if text.trim().eq_ignore_ascii_case("auto") {
+        return Ok(SendBuffer::Auto);
+    }
+    let n = crate::util::bytes(text).map_err(|e| format!("{e}, or auto"))?;
+    if n < MIN_SEND_BUFFER {
+        return Err(format!(
+            "{text:?} is less than {MIN_SEND_BUFFER} bytes (16K); `auto` leaves it to the kernel"
+        ));
+    }
+    Ok(SendBuffer::Fixed(n))
 }
 
 fn outstanding_bytes(text: &str) -> Result<usize, String> {
@@ -90,6 +111,9 @@ impl ServerArgs {
         }
         if let Some(b) = self.max_outstanding_bytes.or(file.max_outstanding_bytes) {
             options.max_outstanding_bytes = b;
+        }
+        if let Some(b) = self.send_buffer.or(file.send_buffer) {
+            options.send_buffer = b;
         }
         if let Some(path) = &self.pcap {
             let file = std::fs::File::create(path)
@@ -138,7 +162,7 @@ pub(crate) fn merge_usbip<'a>(
     files: impl IntoIterator<Item = (&'a std::path::Path, &'a UsbipSection)>,
 ) -> anyhow::Result<UsbipSection> {
     let mut merged = UsbipSection::default();
-    let mut from: [Option<&std::path::Path>; 3] = [None; 3];
+    let mut from: [Option<&std::path::Path>; 4] = [None; 4];
     for (path, u) in files {
         macro_rules! take {
             ($field:ident, $slot:expr, $key:literal) => {
@@ -162,6 +186,7 @@ pub(crate) fn merge_usbip<'a>(
         take!(idle_timeout_s, 0, "idle_timeout_s");
         take!(max_connections, 1, "max_connections");
         take!(max_outstanding_bytes, 2, "max_outstanding_bytes");
+        take!(send_buffer, 3, "send_buffer");
     }
     Ok(merged)
 }
@@ -241,6 +266,24 @@ mod limit_tests {
         assert_eq!(o.idle_timeout, d.idle_timeout);
         assert_eq!(o.max_connections, d.max_connections);
         assert_eq!(o.max_outstanding_bytes, d.max_outstanding_bytes);
+        assert_eq!(o.send_buffer, d.send_buffer);
+    }
+
+    #[test]
+    fn send_buffer_is_auto_or_bytes_and_the_flag_overrides_the_file() {
+        let file = UsbipSection {
+            send_buffer: Some(SendBuffer::Auto),
+            ..UsbipSection::default()
+        };
+        assert_eq!(options(&[], &file).send_buffer, SendBuffer::Auto);
+        let o = options(&["--send-buffer", "1M"], &file);
+        assert_eq!(o.send_buffer, SendBuffer::Fixed(1 << 20));
+        let o = options(&["--send-buffer", "AUTO"], &UsbipSection::default());
+        assert_eq!(o.send_buffer, SendBuffer::Auto);
+        for bad in ["1K", "lots", "-5"] {
+            let r = Cli::try_parse_from(["usbfn", "--send-buffer", bad]);
+            assert!(r.is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!   tokio, no sockets: the server and the client share it.
 //! - [`client`]: a tokio client that lists and imports exported devices and submits URBs,
 //!   for integration tests, the CLI (`usbfn list`, `usbfn probe`) and benchmarks.
+//! - [`socket`]: the socket options both ends set (`TCP_NODELAY`, the send buffer).
 #![forbid(unsafe_code)]
 
 mod batch;
@@ -11,6 +12,7 @@ pub mod client;
 pub mod proto;
 mod read_ahead;
 pub mod server;
+pub mod socket;
 
 // `usize_from` widens; usbfn builds for 32- and 64-bit targets only.
 const _: () = assert!(usize::BITS >= u32::BITS);

@@ -10,6 +10,7 @@ use super::scale::ScaleResult;
 use super::stats::Latency;
 use super::target::{Dir, Topology, Transport};
 use super::tcp::{Moved, Placement};
+use usbfn_usbip::socket::DEFAULT_LOOPBACK_SEND_BUFFER;
 
 /// One measurement. Every kind carries `transport`, `direction`, `urb_size`, `depth`,
 /// `mb_per_s` (null for latency and rates) and `ratio_to_tcp` (usbfn / raw TCP for the same
@@ -44,9 +45,16 @@ pub(crate) struct BenchResult {
     /// `split-cpus`): of this result for `tcp`, of its baseline for `control` and `events`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) placement: Option<Placement>,
+    /// Raw TCP: the send buffer of the fastest run (`auto`: the kernel's autotuning, or
+    /// `SO_SNDBUF` bytes: usbfn's loopback default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) send_buffer: Option<String>,
     /// Raw TCP: the fastest run of each placement, MB/s.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub(crate) mb_per_s_by_placement: BTreeMap<Placement, f64>,
+    pub(crate) mb_per_s_by_placement: BTreeMap<String, f64>,
+    /// Raw TCP: the fastest run with each send buffer (keys as `send_buffer`), MB/s.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) mb_per_s_by_send_buffer: BTreeMap<String, f64>,
     /// Control: who answered (`core` or `service`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) answered_by: Option<&'static str>,
@@ -175,7 +183,9 @@ impl BenchResult {
             cpu_ratio_to_tcp: None,
             switches_per_urb: None,
             placement: None,
+            send_buffer: None,
             mb_per_s_by_placement: BTreeMap::new(),
+            mb_per_s_by_send_buffer: BTreeMap::new(),
             answered_by: None,
             latency: None,
             tcp_latency: None,
@@ -187,7 +197,8 @@ impl BenchResult {
     pub(crate) fn tcp(
         size: usize,
         m: &Moved,
-        by_placement: BTreeMap<Placement, f64>,
+        by_placement: BTreeMap<String, f64>,
+        by_send_buffer: BTreeMap<String, f64>,
     ) -> BenchResult {
         BenchResult {
             urb_size: size,
@@ -199,7 +210,9 @@ impl BenchResult {
             cpu_ratio_to_tcp: Some(1.0),
             switches_per_urb: Some(m.switches_per_unit()),
             placement: m.placement,
+            send_buffer: Some(send_buffer_label(m.send_buffer)),
             mb_per_s_by_placement: by_placement,
+            mb_per_s_by_send_buffer: by_send_buffer,
             ..BenchResult::blank(Kind::Tcp, "tcp", "stream")
         }
     }
@@ -363,8 +376,9 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "usbfn bench{} — {} CPUs, {}; raw TCP baseline per URB size: fastest of 6 runs of \
-             {} ms (2 per thread placement); ratio = usbfn / raw TCP 127.0.0.1 measured in this run",
+            "usbfn bench{} — {} CPUs, {}; raw TCP baseline per URB size: fastest of 12 runs of \
+             {} ms (per thread placement 2 with the kernel's autotuned send buffer, 2 with \
+             usbfn's loopback one); ratio = usbfn / raw TCP 127.0.0.1 measured in this run",
             if self.quick { " --quick" } else { "" },
             self.cpus,
             self.topology.label(),
@@ -383,23 +397,36 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  {:>8}  {:>9}  {:>9}  {:>10}  baseline",
-            "write", "free", "same-cpu", "split-cpus"
+            "  {:>8}  {:>9}  {:>9}  {:>10}  {:>9}  {:>9}  baseline",
+            "write",
+            "free",
+            "same-cpu",
+            "split-cpus",
+            "auto buf",
+            format!("{}K buf", DEFAULT_LOOPBACK_SEND_BUFFER >> 10)
         );
         for r in self.results.iter().filter(|r| r.kind == Kind::Tcp) {
-            let at = |p| {
+            let at = |p: Placement| {
                 r.mb_per_s_by_placement
-                    .get(&p)
+                    .get(p.label())
+                    .map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"))
+            };
+            let buf = |n: Option<usize>| {
+                r.mb_per_s_by_send_buffer
+                    .get(&send_buffer_label(n))
                     .map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"))
             };
             let _ = writeln!(
                 s,
-                "  {:>8}  {:>9}  {:>9}  {:>10}  {}",
+                "  {:>8}  {:>9}  {:>9}  {:>10}  {:>9}  {:>9}  {}, {} buffer",
                 size_label(r.urb_size),
                 at(Placement::Free),
                 at(Placement::SameCpu),
                 at(Placement::SplitCpus),
-                r.placement.map_or("-", Placement::label)
+                buf(None),
+                buf(Some(DEFAULT_LOOPBACK_SEND_BUFFER)),
+                r.placement.map_or("-", Placement::label),
+                r.send_buffer.as_deref().unwrap_or("-")
             );
         }
         let mut depths: Vec<usize> = self
@@ -615,4 +642,10 @@ pub(crate) fn size_label(size: usize) -> String {
     } else {
         format!("{size} B")
     }
+}
+
+/// How a raw TCP run's send buffer is named in the report: `auto` (the kernel's autotuning)
+/// or the `SO_SNDBUF` bytes asked for.
+pub(crate) fn send_buffer_label(send_buffer: Option<usize>) -> String {
+    send_buffer.map_or_else(|| "auto".to_owned(), |n| n.to_string())
 }

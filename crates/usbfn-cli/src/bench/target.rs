@@ -312,6 +312,7 @@ impl Target {
             switches: process_context_switches().saturating_sub(switches),
             units: submitted,
             placement: None,
+            send_buffer: None,
         })
     }
 

@@ -79,6 +79,8 @@ pub(crate) struct Moved {
     pub(crate) units: u64,
     /// Raw TCP: where its threads ran (`None` for usbfn's points).
     pub(crate) placement: Option<Placement>,
+    /// Raw TCP: the `SO_SNDBUF` both ends set (`None`: the kernel's autotuning).
+    pub(crate) send_buffer: Option<usize>,
 }
 
 impl Moved {
@@ -109,25 +111,32 @@ impl Moved {
     }
 }
 
-fn pair() -> std::io::Result<(TcpStream, TcpStream)> {
+/// A connected loopback pair with `TCP_NODELAY`, and `send_buffer` as both ends' `SO_SNDBUF`
+/// (`None`: the kernel's autotuning).
+fn pair(send_buffer: Option<usize>) -> std::io::Result<(TcpStream, TcpStream)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let client = TcpStream::connect(listener.local_addr()?)?;
     let (server, _) = listener.accept()?;
-    client.set_nodelay(true)?;
-    server.set_nodelay(true)?;
+    for end in [&client, &server] {
+        end.set_nodelay(true)?;
+        if let Some(n) = send_buffer {
+            socket2::SockRef::from(end).set_send_buffer_size(n)?;
+        }
+    }
     Ok((client, server))
 }
 
 /// A sender writes `write_size`-byte buffers for `duration`, a receiver reads them with a
 /// buffer of the same size; the time runs until the receiver has the last byte. Both are
 /// threads of their own (so pinning them leaves no other thread pinned), placed as
-/// `placement` says.
+/// `placement` says; `send_buffer` is the sockets' `SO_SNDBUF` (`None`: autotuned).
 pub(crate) fn throughput(
     write_size: usize,
     duration: Duration,
     placement: Placement,
+    send_buffer: Option<usize>,
 ) -> std::io::Result<Moved> {
-    let (tx, mut rx) = pair()?;
+    let (tx, mut rx) = pair(send_buffer)?;
     let (sender_cpu, receiver_cpu) = placement.cpus();
     let receiver = thread::spawn(move || -> std::io::Result<(u64, Instant)> {
         pin_to(receiver_cpu);
@@ -160,6 +169,7 @@ pub(crate) fn throughput(
         switches: process_context_switches().saturating_sub(switches),
         units: got / write_size.max(1) as u64,
         placement: Some(placement),
+        send_buffer,
     })
 }
 
@@ -196,7 +206,7 @@ fn with_echo<T: Send + 'static>(
     placement: Placement,
     client: impl FnOnce(TcpStream) -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {
-    let (near, mut server) = pair()?;
+    let (near, mut server) = pair(None)?;
     let (client_cpu, echo_cpu) = placement.cpus();
     let echo = thread::spawn(move || -> std::io::Result<()> {
         pin_to(echo_cpu);

@@ -40,6 +40,8 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, ToSocketAddrs};
 
+use crate::socket::SendBuffer;
+
 use crate::proto::{
     BusId, ExportedDevice, Limits, OpReply, OpRequest, OpStatus, ProtoError, UsbDevice, errno,
     op::{OP_REP_DEVLIST, OP_REP_IMPORT},
@@ -255,7 +257,8 @@ fn unexpected_reply(code: u16, expected: &'static str) -> ClientError {
 
 async fn connect(addr: impl ToSocketAddrs) -> Result<TcpStream, ClientError> {
     let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
+    let peer = stream.peer_addr()?;
+    crate::socket::tune(&stream, peer, SendBuffer::default());
     Ok(stream)
 }
 

@@ -36,6 +36,7 @@ use tokio::net::TcpListener;
 use usbfn::{BusSpeed, Controller};
 
 use crate::proto::{BusId, DevicePath, ExportedDevice, Limits, UsbDevice, UsbInterface, UsbSpeed};
+pub use crate::socket::SendBuffer;
 
 /// Something that wants to see every URB (the `--pcap` writer).
 pub trait UrbTap: Send + Sync + std::fmt::Debug {
@@ -228,6 +229,9 @@ pub struct ServerOptions {
     /// connection until replies are written (backpressure); only a single URB larger than
     /// this is refused, by disconnecting the host.
     pub max_outstanding_bytes: usize,
+    /// The kernel's send buffer of each connection (default: 128 KiB for loopback peers,
+    /// autotuning for the others; see [`crate::socket`]).
+    pub send_buffer: SendBuffer,
 }
 
 impl Default for ServerOptions {
@@ -238,6 +242,7 @@ impl Default for ServerOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_outstanding_bytes: DEFAULT_MAX_OUTSTANDING_BYTES,
+            send_buffer: SendBuffer::default(),
         }
     }
 }
@@ -379,9 +384,7 @@ impl Server {
         peer: SocketAddr,
         stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(%peer, error = %e, "TCP_NODELAY failed");
-        }
+        crate::socket::tune(&stream, peer, self.options.send_buffer);
         match connection::run(self, stream, peer, stop).await {
             Ok(()) => tracing::debug!(%peer, "connection closed"),
             Err(e) => tracing::warn!(%peer, error = %e, "connection closed"),
