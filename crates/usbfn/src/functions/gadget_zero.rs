@@ -537,24 +537,46 @@ fn pattern_byte(i: usize, mps: usize) -> u8 {
 }
 
 /// The offset of the first byte that breaks the pattern.
+///
+/// Both patterns are compared a block at a time against a copy of what the block should
+/// hold (`memcmp`, which the C library vectorizes), and only the first block that differs is
+/// searched byte by byte: a per-byte loop with a `%` per byte checked mod63 data at about
+/// 2 GB/s, the block compare at memory speed (70 GB/s on the project machine), so the
+/// sink is not what limits bulk OUT.
 pub fn first_mismatch(pattern: Pattern, data: &[u8], mps: usize) -> Option<usize> {
     match pattern {
         Pattern::Zeros => {
-            // OR whole blocks together first (the compiler vectorizes it), then look for the
-            // byte inside the first block that is not all zeros: the sink keeps up with
-            // gigabytes per second.
-            const BLOCK: usize = 64;
+            const ZEROS: [u8; 4096] = [0; 4096];
             let block = data
-                .chunks(BLOCK)
-                .position(|c| c.iter().fold(0u8, |acc, b| acc | b) != 0)?;
-            let start = block * BLOCK;
+                .chunks(ZEROS.len())
+                .position(|c| c != &ZEROS[..c.len()])?;
+            let start = block * ZEROS.len();
             let at = data.get(start..)?.iter().position(|b| *b != 0)?;
             Some(start + at)
         }
-        Pattern::Mod63 => data
-            .iter()
-            .enumerate()
-            .position(|(i, b)| *b != pattern_byte(i, mps)),
+        Pattern::Mod63 => {
+            // The pattern restarts at every packet: one packet's worth is the whole of it.
+            const MAX_PACKET: usize = 1024;
+            let mps = mps.max(1);
+            let mut packet = [0u8; MAX_PACKET];
+            let start = match packet.get_mut(..mps) {
+                Some(packet) => {
+                    for (i, b) in packet.iter_mut().enumerate() {
+                        *b = pattern_byte(i, mps);
+                    }
+                    let packet = &*packet;
+                    mps * data.chunks(mps).position(|c| c != &packet[..c.len()])?
+                }
+                // A packet larger than any bulk one (never in Gadget Zero): byte by byte.
+                None => 0,
+            };
+            let at = data
+                .get(start..)?
+                .iter()
+                .enumerate()
+                .position(|(i, b)| *b != pattern_byte(start + i, mps))?;
+            Some(start + at)
+        }
     }
 }
 
@@ -574,6 +596,31 @@ mod tests {
         assert_eq!(first_mismatch(Pattern::Zeros, &[0, 0, 1], 64), Some(2));
     }
 
+    /// The block compare finds what the byte-by-byte definition finds, in any packet, for
+    /// packet sizes below and above the block of the fast path.
+    #[test]
+    fn mod63_check_finds_the_first_broken_byte_in_any_packet() {
+        for mps in [8, 64, 512, 1024, 2048] {
+            let good = pattern_bytes(Pattern::Mod63, 3 * mps + 17, mps);
+            assert_eq!(
+                first_mismatch(Pattern::Mod63, &good, mps),
+                None,
+                "mps {mps}"
+            );
+            for at in [0, 1, mps - 1, mps, 2 * mps + 5, good.len() - 1] {
+                let mut bad = good.to_vec();
+                bad[at] ^= 0x40;
+                assert_eq!(
+                    first_mismatch(Pattern::Mod63, &bad, mps),
+                    Some(at),
+                    "mps {mps}"
+                );
+            }
+        }
+        assert_eq!(first_mismatch(Pattern::Mod63, &[], 512), None);
+        assert_eq!(first_mismatch(Pattern::Mod63, &[0, 1, 3], 0), Some(1));
+    }
+
     #[test]
     fn zero_check_finds_the_first_non_zero_byte_across_blocks() {
         let mut zeros = vec![0u8; 1000];
@@ -585,6 +632,13 @@ mod tests {
         assert_eq!(first_mismatch(Pattern::Zeros, &zeros, 64), Some(777));
         zeros[0] = 2;
         assert_eq!(first_mismatch(Pattern::Zeros, &zeros, 64), Some(0));
+        let mut long = vec![0u8; 3 * 4096 + 9];
+        assert_eq!(first_mismatch(Pattern::Zeros, &long, 64), None);
+        long[2 * 4096 + 3] = 1;
+        assert_eq!(
+            first_mismatch(Pattern::Zeros, &long, 64),
+            Some(2 * 4096 + 3)
+        );
     }
 
     #[tokio::test]
