@@ -21,6 +21,11 @@
 #   BENCH_LENGTH      default 1024
 #   BENCH_ROUNDS      default 1 (more: each label gets "-rN")
 #   BENCH_MULTI_THREAD  1: also `usbfn serve --multi-thread` (bench-usbfn-mt) each round
+#   BENCH_ALT_FLAGS   flags of one more `usbfn serve` run each round (bench-usbfn-alt), e.g.
+#                     "--send-buffer auto", to compare two settings in one boot
+#   BENCH_OTHER       another usbfn binary in the guest (e.g. usbfn-base, a baseline build
+#                     passed as FILE path/to/usbfn:/usr/local/bin/usbfn-base): one more run
+#                     each round (bench-other)
 #   CMP_CASE_TIMEOUT  seconds one usbtest case may take, default 60
 . /lib/conformance/lib.sh
 conformance_setup
@@ -67,7 +72,7 @@ drive() {
 usbfn_start() { # SPEED PATTERN [MORE SERVE FLAGS...]
   local speed=$1 pattern=$2
   shift 2
-  usbfn serve --speed "$speed" --pattern "$pattern" "$@" >/tmp/usbfn-serve.log 2>&1 &
+  "${USBFN_BIN:-usbfn}" serve --speed "$speed" --pattern "$pattern" "$@" >/tmp/usbfn-serve.log 2>&1 &
   USBFN_PID=$!
 }
 # usbipd -e (the kernel's vudc exporter) and usbfn both listen on 3240: one at a time.
@@ -170,9 +175,12 @@ done
 grep -q '^dummy_hcd ' /proc/modules && rmmod dummy_hcd
 
 # BENCH_ROUNDS > 1 repeats the benchmark (labels get "-rN"); BENCH_MULTI_THREAD=1 adds a
-# run of `usbfn serve --multi-thread` (label bench-usbfn-mt) to each round.
+# run of `usbfn serve --multi-thread` (label bench-usbfn-mt) to each round; BENCH_ALT_FLAGS
+# (e.g. "--send-buffer auto") adds a run of `usbfn serve` with those flags (bench-usbfn-alt).
 BENCH_ROUNDS=${BENCH_ROUNDS:-1}
 BENCH_MULTI_THREAD=${BENCH_MULTI_THREAD:-0}
+BENCH_ALT_FLAGS=${BENCH_ALT_FLAGS:-}
+BENCH_OTHER=${BENCH_OTHER:-}
 bench_usbfn() { # LABEL [SERVE FLAGS...]
   local label=$1
   shift
@@ -192,6 +200,9 @@ if [ "$BENCH_ITERATIONS" != 0 ]; then
     [ "$BENCH_ROUNDS" -gt 1 ] && suffix="-r$round"
     bench_usbfn "bench-usbfn$suffix"
     [ "$BENCH_MULTI_THREAD" = 1 ] && bench_usbfn "bench-usbfn-mt$suffix" --multi-thread
+    # shellcheck disable=SC2086 # the flags are split on purpose
+    [ -n "$BENCH_ALT_FLAGS" ] && bench_usbfn "bench-usbfn-alt$suffix" $BENCH_ALT_FLAGS
+    [ -n "$BENCH_OTHER" ] && USBFN_BIN=$BENCH_OTHER bench_usbfn "bench-other$suffix"
     usbipd_start
     gadget_sourcesink g1 0
     gadget_bind g1 usbip-vudc.0
