@@ -45,7 +45,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # --- 1. host packages -------------------------------------------------------------------
 need=()
-for pkg in qemu-system-x86 busybox-static usbip cpio kmod alsa-utils; do
+for pkg in qemu-system-x86 busybox-static usbip cpio kmod alsa-utils python3-minimal libpython3.11-stdlib; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 apt_updated=0
@@ -140,6 +140,32 @@ copy_with_libs /usr/bin/aplay usr/bin/aplay
 ln -s aplay "$base/usr/bin/arecord"
 mkdir -p "$base/usr/share"
 cp -a /usr/share/alsa "$base/usr/share/alsa"
+# Python 3 for the example service (examples/python, standard library only), run by the
+# FunctionFS suite against `usbfn daemon --udc`: Debian's interpreter and the library
+# modules importing the examples and starting an event loop loads, not the whole library.
+py=/usr/bin/python3.11
+[ -x "$py" ] || die "$py not found after installing python3-minimal"
+copy_with_libs "$py" usr/bin/python3
+"$py" - "$repo/examples/python" <<'PY' | while read -r f; do
+import asyncio, sys
+sys.path.insert(0, sys.argv[1])
+import gadget_zero_service, loopback_service  # noqa: F401
+asyncio.new_event_loop().close()
+for m in list(sys.modules.values()):
+    f = getattr(m, "__file__", None) or ""
+    if f.startswith("/usr/lib/python3.11/"):
+        print(f)
+PY
+  mkdir -p "$(dirname "$base$f")"
+  case "$f" in
+    *.so) copy_with_libs "$f" "${f#/}" ;;
+    *) cp -L "$f" "$base$f" ;;
+  esac
+done
+[ -e "$base/usr/lib/python3.11/os.py" ] || die "the Python library was not copied"
+mkdir -p "$base/usr/local/share/usbfn"
+cp -r "$repo/examples/python" "$base/usr/local/share/usbfn/python"
+rm -rf "$base/usr/local/share/usbfn/python/__pycache__"
 # the C library wants these to resolve "localhost" and user names
 printf '127.0.0.1 localhost\n::1 localhost\n' >"$base/etc/hosts"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$base/etc/passwd"

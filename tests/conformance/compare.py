@@ -226,8 +226,8 @@ def compare_ffs(log, markdown):
         failed += verdict != "pass"
     required = ("ffs-enumerate", "ffs-cleanup", "ffs-error-no-udc", "ffs-error-udc-busy",
                 "ffs-stale-gadget-removed", "ffs-daemon-usbtest", "ffs-daemon-kill9-disconnects",
-                "ffs-daemon-restart-usbtest", "ffs-daemon-survives", "ffs-daemon-cleanup",
-                "ffs-composite-two-services")
+                "ffs-daemon-restart-usbtest", "ffs-daemon-python-usbtest", "ffs-daemon-survives",
+                "ffs-daemon-cleanup", "ffs-composite-two-services")
     for name in required:
         if name not in {c[0] for c in checks}:
             print(f"check {name}: missing from the log")

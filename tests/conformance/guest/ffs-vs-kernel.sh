@@ -8,7 +8,8 @@
 # clear errors (missing UDC, UDC in use), a stale gadget from a kill -9 removed at the next
 # start, the daemon on FunctionFS with Gadget Zero as a separate service process (kill -9
 # during bulk traffic disconnects the host, a restarted service re-enumerates and passes,
-# the daemon never exits), a composite device with two service processes; and a benchmark
+# the daemon never exits, the Python example service passes usbtest on the same daemon), a
+# composite device with two service processes; and a benchmark
 # of cases 27/28 after a warm-up pass each: bench-ffs / bench-kernel. tests/conformance/compare.py --prefix ffs
 # turns the console log into the verdict.
 #
@@ -202,6 +203,22 @@ if wait_usbtest_bound 10; then
     check ffs-daemon-restart-usbtest "$rc" "usbtest-driver exit $rc after the restart"
   else
     check ffs-daemon-restart-enumerates 1 "no device after restarting the service"
+  fi
+  # The same interface served by the Python example (examples/python, standard library
+  # only, written against docs/ipc.md): the daemon's socket does not change with the backend.
+  kill -TERM "$SERVICE"; wait "$SERVICE" 2>/dev/null
+  wait_gone 0525:a4a0 10
+  python3 /usr/local/share/usbfn/python/gadget_zero_service.py --runtime-dir "$RUN" \
+    >/tmp/python-service.log 2>&1 &
+  SERVICE=$!
+  if wait_usbtest_bound 20; then
+    rc=0
+    usbtest-driver --device 0525:a4a0 --label ffs-daemon-python --cases 0,1,2,9,10,13,14 \
+      --iterations 10 --length 1024 --vary 512 --sglen 32 --case-timeout 30 || rc=$?
+    check ffs-daemon-python-usbtest "$rc" "usbtest-driver exit $rc with the Python service"
+  else
+    check ffs-daemon-python-usbtest 1 "no device with the Python service"
+    cat /tmp/python-service.log
   fi
   kill -0 "$DAEMON" 2>/dev/null
   check ffs-daemon-survives $? "the daemon exited"
