@@ -5,11 +5,11 @@
 //! maximum (4 MiB), sized for a path with a long round trip. Over loopback the round trip is
 //! a few microseconds, and a sender that may queue megabytes before the receiver runs pushes
 //! its own data out of the CPU's caches: the receiver then copies it back from memory. With
-//! 16 URBs of 64 KiB in flight, usbfn's bulk IN moved 2.8–9.5 GB/s (bimodal from one run to
-//! the next) with the kernel's autotuning and 8.5–9.0 GB/s with a 128 KiB `SO_SNDBUF` on
-//! the same machine (`docs/benchmarks.md`, "The send buffer"). So loopback connections get
-//! [`DEFAULT_LOOPBACK_SEND_BUFFER`] and every other peer keeps the kernel's autotuning
-//! unless the user chooses otherwise ([`SendBuffer`]).
+//! 16 URBs of 64 KiB in flight on one thread, usbfn's bulk IN moved 2.8–7.7 GB/s (bimodal
+//! from one run to the next) with the kernel's autotuning and 8.5–9.0 GB/s with a 128 KiB
+//! `SO_SNDBUF` on the same machine (`docs/benchmarks.md`, "The send buffer"). So loopback
+//! connections get [`DEFAULT_LOOPBACK_SEND_BUFFER`] and every other peer keeps the kernel's
+//! autotuning unless the user chooses otherwise ([`SendBuffer`]).
 
 use std::fmt;
 use std::net::SocketAddr;
