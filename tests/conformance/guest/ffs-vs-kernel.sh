@@ -173,6 +173,11 @@ fi
 serve_stop
 
 # ---- the daemon, Gadget Zero as a separate service process -------------------------------
+# The pass each service on the daemon must give: chapter 9, bulk and control cases.
+daemon_pass() { # LABEL
+  usbtest-driver --device 0525:a4a0 --label "$1" --cases 0,1,2,9,10,13,14 --iterations 10 \
+    --length 1024 --vary 512 --sglen 32 --case-timeout 30
+}
 mkdir -p "$RUN"
 usbfn daemon --udc "$UDC" --runtime-dir "$RUN" >/tmp/daemon.log 2>&1 &
 DAEMON=$!
@@ -181,8 +186,7 @@ usbfn service gadget-zero --runtime-dir "$RUN" >/tmp/service.log 2>&1 &
 SERVICE=$!
 if wait_usbtest_bound 10; then
   rc=0
-  usbtest-driver --device 0525:a4a0 --label ffs-daemon --cases 0,1,2,9,10,13,14 --iterations 10 \
-    --length 1024 --vary 512 --sglen 32 --case-timeout 30 || rc=$?
+  daemon_pass ffs-daemon || rc=$?
   check ffs-daemon-usbtest "$rc" "usbtest-driver exit $rc"
   # Bulk traffic, then kill -9 of the service in the middle of it.
   usbtest-driver --device 0525:a4a0 --label ffs-daemon-traffic --cases 27 --iterations 100000 \
@@ -198,8 +202,7 @@ if wait_usbtest_bound 10; then
   SERVICE=$!
   if wait_usbtest_bound 10; then
     rc=0
-    usbtest-driver --device 0525:a4a0 --label ffs-daemon-restarted --cases 0,1,2,9,10,13,14 \
-      --iterations 10 --length 1024 --vary 512 --sglen 32 --case-timeout 30 || rc=$?
+    daemon_pass ffs-daemon-restarted || rc=$?
     check ffs-daemon-restart-usbtest "$rc" "usbtest-driver exit $rc after the restart"
   else
     check ffs-daemon-restart-enumerates 1 "no device after restarting the service"
@@ -213,8 +216,7 @@ if wait_usbtest_bound 10; then
   SERVICE=$!
   if wait_usbtest_bound 20; then
     rc=0
-    usbtest-driver --device 0525:a4a0 --label ffs-daemon-python --cases 0,1,2,9,10,13,14 \
-      --iterations 10 --length 1024 --vary 512 --sglen 32 --case-timeout 30 || rc=$?
+    daemon_pass ffs-daemon-python || rc=$?
     check ffs-daemon-python-usbtest "$rc" "usbtest-driver exit $rc with the Python service"
   else
     check ffs-daemon-python-usbtest 1 "no device with the Python service"

@@ -234,24 +234,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         })
         .await?;
         let runs: Vec<tcp::Moved> = runs.into_iter().flat_map(|(_, pair)| pair).collect();
-        let mut by_placement = BTreeMap::new();
-        let mut by_send_buffer = BTreeMap::new();
+        let (mut by_placement, mut by_send_buffer) = (BTreeMap::new(), BTreeMap::new());
         for moved in &runs {
-            for (map, key) in [
-                (
-                    &mut by_placement,
-                    moved.placement.map(|p| p.label().to_owned()),
-                ),
-                (
-                    &mut by_send_buffer,
-                    Some(report::send_buffer_label(moved.send_buffer)),
-                ),
-            ] {
-                if let Some(key) = key {
-                    let fastest = map.entry(key).or_insert(0.0f64);
-                    *fastest = fastest.max(moved.mb_per_s());
-                }
+            if let Some(placement) = moved.placement {
+                keep_fastest(&mut by_placement, placement, moved.mb_per_s());
             }
+            let buffer = report::send_buffer_label(moved.send_buffer);
+            keep_fastest(&mut by_send_buffer, buffer, moved.mb_per_s());
         }
         let Some(moved) = runs
             .into_iter()
@@ -433,6 +422,12 @@ fn parse_size(text: &str) -> Result<usize, String> {
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .ok_or_else(|| format!("{text:?} is not a size like 512, 4K or 1M"))
+}
+
+/// Keep in `map` the larger of what `key` had and `mb_per_s`.
+fn keep_fastest<K: Ord>(map: &mut BTreeMap<K, f64>, key: K, mb_per_s: f64) {
+    let fastest = map.entry(key).or_insert(0.0);
+    *fastest = fastest.max(mb_per_s);
 }
 
 /// Run a raw TCP baseline `tries` times in each thread placement (on blocking threads: the

@@ -51,7 +51,7 @@ pub(crate) struct BenchResult {
     pub(crate) send_buffer: Option<String>,
     /// Raw TCP: the fastest run of each placement, MB/s.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub(crate) mb_per_s_by_placement: BTreeMap<String, f64>,
+    pub(crate) mb_per_s_by_placement: BTreeMap<Placement, f64>,
     /// Raw TCP: the fastest run with each send buffer (keys as `send_buffer`), MB/s.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) mb_per_s_by_send_buffer: BTreeMap<String, f64>,
@@ -197,7 +197,7 @@ impl BenchResult {
     pub(crate) fn tcp(
         size: usize,
         m: &Moved,
-        by_placement: BTreeMap<String, f64>,
+        by_placement: BTreeMap<Placement, f64>,
         by_send_buffer: BTreeMap<String, f64>,
     ) -> BenchResult {
         BenchResult {
@@ -408,7 +408,7 @@ impl Report {
         for r in self.results.iter().filter(|r| r.kind == Kind::Tcp) {
             let at = |p: Placement| {
                 r.mb_per_s_by_placement
-                    .get(p.label())
+                    .get(&p)
                     .map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"))
             };
             let buf = |n: Option<usize>| {
